@@ -1,0 +1,63 @@
+# bejo: `make run` starts everything locally, `make test` runs the whole suite on real servers.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PACKAGES := libs/bejo_contracts libs/bejo_kit libs/bejo_cli \
+            services/catalog services/orders services/payments services/notifications gateway
+STAMP := $(VENV)/.installed
+
+export AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
+export MONGODB_URL ?= mongodb://127.0.0.1:27017/
+export PATH := $(PATH):/usr/local/go/bin
+
+PYTEST_ARGS ?=
+
+.PHONY: help venv infra infra-down infra-status test run lint fmt typecheck bench lock clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): constraints.txt requirements-dev.txt $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (Python 3.11)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -r requirements-dev.txt $(foreach p,$(PACKAGES),-e $(p))
+	@touch $@
+
+venv: $(STAMP)  ## create .venv and install every package (editable) with pinned versions
+
+infra:  ## start RabbitMQ and the Mongo-wire server (or reuse running ones)
+	@scripts/infra.sh up
+
+infra-down:  ## stop what `make infra` started
+	@scripts/infra.sh down
+
+infra-status:
+	@scripts/infra.sh status
+
+test: venv infra  ## install, start infrastructure, run every test
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+run: venv infra  ## start infrastructure, every service and the gateway; Ctrl-C stops them
+	@scripts/run.sh
+
+lint:  ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy libs/bejo_kit/src libs/bejo_contracts/src libs/bejo_cli/src
+
+fmt:  ## format and autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: venv infra  ## benchmarks; print figures and ratios
+	$(BIN)/python -m bench
+
+lock:  ## re-pin every third-party dependency into constraints.txt
+	$(BIN)/pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
+
+clean:  ## remove the venv and local state (stop infra first)
+	rm -rf $(VENV) .state

@@ -1,0 +1,1 @@
+"""bejo API gateway."""

@@ -1,0 +1,1 @@
+"""The `bejo` command line."""

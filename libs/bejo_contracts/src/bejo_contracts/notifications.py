@@ -1,0 +1,20 @@
+"""Events published by the notifications service."""
+
+from __future__ import annotations
+
+from .envelope import EventData
+from .registry import event
+
+
+@event
+class WebhookDisabled(EventData):
+    """A subscription was switched off after too many consecutive failed deliveries."""
+
+    TYPE = "bejo.notifications.webhook.disabled.v1"
+    webhook_id: str
+    owner_sub: str
+    url: str
+    consecutive_failures: int
+
+    def subject(self) -> str:
+        return self.webhook_id

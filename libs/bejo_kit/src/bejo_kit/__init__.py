@@ -1,0 +1,1 @@
+"""bejo's shared service kit: settings, logging, bus, outbox, inbox, Mongo, HTTP app, auth."""

@@ -1,0 +1,1 @@
+"""bejo catalog service."""

@@ -1,0 +1,7 @@
+"""HTTP routes of the catalog service."""
+
+from __future__ import annotations
+
+from bejo_kit.api import Router
+
+router = Router(tag="catalog")

@@ -1,0 +1,13 @@
+"""Configuration of the catalog service (environment variables prefixed CATALOG_, plus the shared ones)."""
+
+from __future__ import annotations
+
+from bejo_kit.settings import KitSettings
+from pydantic_settings import SettingsConfigDict
+
+
+class CatalogSettings(KitSettings):
+    model_config = SettingsConfigDict(env_prefix="CATALOG_", extra="ignore", populate_by_name=True)
+
+    service_name: str = "catalog"
+    http_port: int = 8081

@@ -1,0 +1,1 @@
+"""bejo payments service."""
