@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from aiohttp import web
+
 from bejo_kit.auth import mint_token
 from bejo_kit.settings import KitSettings
 

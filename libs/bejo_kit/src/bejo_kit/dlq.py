@@ -78,7 +78,11 @@ async def list_parked(
 
 
 async def replay_parked(
-    amqp_url: str, queue: str | None = None, message_id: str | None = None, limit: int = 10_000
+    amqp_url: str,
+    queue: str | None = None,
+    message_id: str | None = None,
+    limit: int = 10_000,
+    namespace: str = "",
 ) -> list[ParkedMessage]:
     """Move parked messages back to their work queue with a fresh attempt count. Returns what moved."""
     connection = await aio_pika.connect(amqp_url)

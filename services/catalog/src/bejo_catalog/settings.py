@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from bejo_kit.settings import KitSettings
 from pydantic_settings import SettingsConfigDict
+
+from bejo_kit.settings import KitSettings
 
 
 class CatalogSettings(KitSettings):

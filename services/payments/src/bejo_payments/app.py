@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+
 from bejo_kit.runtime import Runtime, run_service
 
 from . import api
