@@ -22,7 +22,7 @@ from bejo_kit.bus import Bus, IncomingEvent
 from bejo_kit.dlq import ParkedMessage, list_parked, replay_parked
 from bejo_kit.inbox import guarded
 from bejo_kit.mongo import create_client, database
-from bejo_kit.outbox import OutboxRelay, staged, with_events
+from bejo_kit.outbox import Outbox, OutboxRelay, staged, with_events
 from bejo_kit.settings import KitSettings
 
 pytestmark = pytest.mark.integration
@@ -221,17 +221,25 @@ async def test_outbox_relay_publishes_staged_and_appended_events(
 
     bus.subscribe(spec, handler)
     await bus.start_consuming()
+    # No relay task running: flush() below sweeps, so this exercises the verify-then-publish path.
     relay = OutboxRelay(db, ["things"], bus, kit_settings)
-    await relay.ensure_indexes()
+    outbox = Outbox(db)
     try:
-        first, second = envelope_for(unique, 4), envelope_for(unique, 5)
-        await db.things.insert_one(staged({"_id": "t1", "state": "new"}, [first]))
-        await db.things.update_one({"_id": "t1"}, with_events({"$set": {"state": "changed"}}, [second]))
+        first, second, lost = envelope_for(unique, 4), envelope_for(unique, 5), envelope_for(unique, 6)
+        pending = await outbox.prepare(db.things, "t1", [first])
+        await db.things.insert_one(staged({"_id": "t1", "state": "new"}, pending))
+        pending = await outbox.prepare(db.things, "t1", [second])
+        await db.things.update_one({"_id": "t1"}, with_events({"$set": {"state": "changed"}}, pending))
+        # A hint whose write never happened is not published.
+        await outbox.prepare(db.things, "t1", [lost])
         assert await relay.flush() == 2
         await wait_until(lambda: sorted(received) == sorted([first.id, second.id]))
         doc = await db.things.find_one({"_id": "t1"})
-        assert doc is not None and doc["outbox"] == [] and doc["outbox_pending"] is False and doc["state"] == "changed"
+        assert doc is not None and doc["state"] == "changed"
+        assert [e["id"] for e in doc["events"]] == [first.id, second.id]
+        assert await relay.backlog() == 1  # the lost event's hint, given up after the grace period
         assert await relay.flush() == 0
+        assert lost.id not in received
     finally:
         await bus.stop_consuming()
         await delete_queues(kit_settings.amqp_url, spec, kit_settings)
@@ -244,14 +252,15 @@ WRITER = textwrap.dedent(
     import asyncio, os, sys
     from bejo_contracts import Envelope
     from bejo_kit.mongo import create_client, database
-    from bejo_kit.outbox import staged
+    from bejo_kit.outbox import Outbox, staged
     from bejo_kit.settings import KitSettings
 
     async def main():
         settings = KitSettings(service_name="kit-test", mongodb_database=sys.argv[1])
         db = database(create_client(settings), settings)
         envelope = Envelope(source="bejo/test", type=sys.argv[2], data={"provider_id": "prov-crash"})
-        await db.things.insert_one(staged({"_id": "crash"}, [envelope]))
+        pending = await Outbox(db).prepare(db.things, "crash", [envelope])
+        await db.things.insert_one(staged({"_id": "crash"}, pending))
         print(envelope.id, flush=True)
         await asyncio.sleep(3600)  # killed here: written, never published
 
@@ -290,7 +299,7 @@ async def test_outbox_survives_process_killed_between_write_and_publish(
 
     bus.subscribe(spec, handler)
     await bus.start_consuming()
-    # Two relays, as two replicas would run: the lease keeps them from double-publishing.
+    # Two relays, as two replicas would run: claims keep them from publishing the event twice.
     relays = [OutboxRelay(db, ["things"], bus, kit_settings) for _ in range(2)]
     try:
         for relay in relays:
@@ -301,6 +310,39 @@ async def test_outbox_survives_process_killed_between_write_and_publish(
     finally:
         for relay in relays:
             await relay.stop()
+        await bus.stop_consuming()
+        await delete_queues(kit_settings.amqp_url, spec, kit_settings)
+        await client.drop_database(kit_settings.database_name)
+        await client.close()
+
+
+async def test_settled_writes_are_published_without_a_sweep(bus: Bus, kit_settings: KitSettings, unique: str) -> None:
+    client = create_client(kit_settings)
+    db = database(client, kit_settings)
+    spec = spec_for(unique)
+    received: list[str] = []
+
+    async def handler(event: IncomingEvent) -> None:
+        received.append(event.id)
+
+    bus.subscribe(spec, handler)
+    await bus.start_consuming()
+    relay = OutboxRelay(db, ["things"], bus, kit_settings)
+    outbox = Outbox(db, relay)
+    try:
+        applied, refused = envelope_for(unique, 7), envelope_for(unique, 8)
+        pending = await outbox.prepare(db.things, "t2", [applied])
+        await db.things.insert_one(staged({"_id": "t2", "n": 0}, pending))
+        await outbox.settle(pending, applied=True)
+        # A conditional update that matches nothing: its hint is dropped at once.
+        pending = await outbox.prepare(db.things, "t2", [refused])
+        result = await db.things.update_one({"_id": "t2", "n": 99}, with_events({"$inc": {"n": 1}}, pending))
+        await outbox.settle(pending, applied=result.modified_count == 1)
+        assert await relay.publish_ready() == 1
+        await wait_until(lambda: received == [applied.id])
+        assert await relay.backlog() == 0
+        assert await relay.flush() == 0
+    finally:
         await bus.stop_consuming()
         await delete_queues(kit_settings.amqp_url, spec, kit_settings)
         await client.drop_database(kit_settings.database_name)

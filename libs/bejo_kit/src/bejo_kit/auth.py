@@ -42,7 +42,9 @@ class Principal:
         if role == "penyedia" and not claims.get("provider_id"):
             missing.append("provider_id")
         if missing:
-            raise Unauthorized(f"token is missing claims: {', '.join(missing)}", code="invalid_token")
+            raise Unauthorized(
+                f"token is missing claims: {', '.join(missing)}", code="missing_claims", missing_claims=missing
+            )
         return cls(
             sub=str(claims["sub"]),
             name=claims.get("name"),
@@ -98,7 +100,9 @@ class TokenVerifier:
         except jwt.InvalidIssuerError:
             raise Unauthorized("token issuer is not accepted", code="invalid_issuer") from None
         except jwt.MissingRequiredClaimError as exc:
-            raise Unauthorized(f"token is missing claims: {exc.claim}", code="invalid_token") from None
+            raise Unauthorized(
+                f"token is missing claims: {exc.claim}", code="missing_claims", missing_claims=[exc.claim]
+            ) from None
         except jwt.InvalidAlgorithmError:
             raise Unauthorized("token algorithm is not accepted", code="invalid_algorithm") from None
         except jwt.InvalidSignatureError:

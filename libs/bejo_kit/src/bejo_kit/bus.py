@@ -66,18 +66,21 @@ class IncomingEvent:
 Handler = Callable[[IncomingEvent], Awaitable[None]]
 
 
-def encode(envelope: Envelope, attempt: int = 1, extra_headers: dict[str, Any] | None = None) -> aio_pika.Message:
+def encode(envelope: Envelope, attempt: int = 1) -> aio_pika.Message:
+    return encode_json(envelope.model_dump(mode="json"), attempt)
+
+
+def encode_json(envelope: dict[str, Any], attempt: int = 1) -> aio_pika.Message:
+    """A message from an envelope already in JSON form (as the outbox stores it): no re-validation."""
     headers: dict[str, Any] = {ATTEMPT_HEADER: attempt}
-    if envelope.causationid:
-        headers["x-causation-id"] = envelope.causationid
-    if extra_headers:
-        headers.update(extra_headers)
+    if envelope.get("causationid"):
+        headers["x-causation-id"] = envelope["causationid"]
     return aio_pika.Message(
-        body=orjson.dumps(envelope.model_dump(mode="json")),
+        body=orjson.dumps(envelope),
         content_type=CONTENT_TYPE,
-        message_id=envelope.id,
-        correlation_id=envelope.correlationid,
-        type=envelope.type,
+        message_id=envelope["id"],
+        correlation_id=envelope.get("correlationid"),
+        type=envelope["type"],
         headers=headers,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
     )
@@ -175,9 +178,14 @@ class Bus:
 
     async def publish(self, envelope: Envelope, *, exchange: str = EVENTS_EXCHANGE, mandatory: bool = True) -> None:
         """Publish and wait for the broker's confirm. Raises if unroutable (mandatory) or nacked."""
+        await self.publish_message(encode(envelope), envelope.type, exchange=exchange, mandatory=mandatory)
+
+    async def publish_message(
+        self, message: aio_pika.Message, routing_key: str, *, exchange: str = EVENTS_EXCHANGE, mandatory: bool = True
+    ) -> None:
         target = self._exchanges.get(exchange) or await self.declare_exchange(exchange)
-        await target.publish(encode(envelope), routing_key=envelope.type, mandatory=mandatory)
-        metrics.MESSAGES_PUBLISHED.labels(envelope.type).inc()
+        await target.publish(message, routing_key=routing_key, mandatory=mandatory)
+        metrics.MESSAGES_PUBLISHED.labels(routing_key).inc()
 
     async def publish_many(
         self, envelopes: Sequence[Envelope], *, exchange: str = EVENTS_EXCHANGE, mandatory: bool = True

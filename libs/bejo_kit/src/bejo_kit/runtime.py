@@ -23,7 +23,7 @@ from .bus import Bus
 from .http import add_readiness_check, create_app, json_response
 from .logging import configure_logging, get_logger
 from .mongo import Document, Indexes, create_client, database, ping
-from .outbox import OutboxRelay
+from .outbox import Outbox, OutboxRelay
 from .settings import KitSettings
 
 log = get_logger(__name__)
@@ -44,6 +44,7 @@ class Runtime:
         self.db: AsyncDatabase[Document] = database(self.client, settings)
         self.bus = Bus(settings)
         self.relay = OutboxRelay(self.db, outbox_collections, self.bus, settings)
+        self.outbox = Outbox(self.db, self.relay)
         self.indexes = indexes or Indexes()
         self._loops: list[tuple[str, BackgroundLoop]] = []
         self._tasks: list[asyncio.Task[None]] = []

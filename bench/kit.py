@@ -1,0 +1,119 @@
+"""Outbox relay publish throughput against raw aio-pika publishing with confirms, same broker, same run.
+
+All three publish N events to a durable quorum queue with publisher confirms:
+- raw: aio-pika `exchange.publish` calls pipelined (a window of unconfirmed messages in flight);
+- relay, settled path: N documents with one event each are written with their hints first (not
+  timed); their writes are settled, then the relay publishes and deletes the hints (timed);
+- relay, sweep path: the same, but nothing settled, as after a crash or from another replica: the
+  relay claims each hint, reads the document to verify the write, publishes, and cleans up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+
+import aio_pika
+
+from bejo_contracts import Envelope
+from bejo_contracts.topology import QueueSpec
+from bejo_kit.bus import Bus, quorum_queue_arguments
+from bejo_kit.mongo import create_client, database
+from bejo_kit.outbox import Outbox, OutboxRelay, staged
+from bejo_kit.settings import KitSettings
+from bejo_kit.store import PartitionedCollection
+
+EVENTS = int(os.environ.get("BENCH_OUTBOX_EVENTS", "6000"))
+SWEEP_EVENTS = int(os.environ.get("BENCH_OUTBOX_SWEEP_EVENTS", "2000"))
+WINDOW = 500
+
+
+async def depth(channel: aio_pika.abc.AbstractChannel, queue: str) -> int:
+    declared = await channel.declare_queue(queue, passive=True)
+    return int(declared.declaration_result.message_count or 0)
+
+
+def make_envelopes(routing_key: str, n: int) -> list[Envelope]:
+    return [Envelope(source="bejo/bench", type=routing_key, subject=str(i), data={"n": i}) for i in range(n)]
+
+
+async def raw_publish(bus: Bus, envelopes: list[Envelope]) -> float:
+    started = time.perf_counter()
+    for i in range(0, len(envelopes), WINDOW):
+        errors = await bus.publish_many(envelopes[i : i + WINDOW])
+        if any(errors):
+            raise RuntimeError(f"raw publish failed: {next(e for e in errors if e)}")
+    return len(envelopes) / (time.perf_counter() - started)
+
+
+async def relay_publish(settings: KitSettings, bus: Bus, envelopes: list[Envelope], settled: bool) -> tuple[float, int]:
+    client = create_client(settings)
+    db = database(client, settings)
+    things = PartitionedCollection(db, "things", partitions=16)
+    relay = OutboxRelay(db, things.collection_names, bus, settings)
+    outbox = Outbox(db, relay)
+    try:
+        docs = []
+        for e in envelopes:
+            doc_id = str(e.subject)
+            pending = await outbox.prepare(things.partition_of(doc_id), doc_id, [e])
+            docs.append(staged({"_id": doc_id}, pending))
+            if settled:
+                await outbox.settle(pending, applied=True)
+        await things.insert_many(docs)
+        started = time.perf_counter()
+        sent = await relay.flush()
+        elapsed = time.perf_counter() - started
+        return sent / elapsed, sent
+    finally:
+        await client.drop_database(settings.database_name)
+        await client.close()
+
+
+async def run() -> None:
+    namespace = f"bench{uuid.uuid4().hex[:6]}."
+    settings = KitSettings(
+        service_name="bench",
+        mongodb_database=f"bench_kit_{uuid.uuid4().hex[:6]}",
+        bus_namespace=namespace,
+        bus_queue_expires_ms=600_000,
+        outbox_batch_size=500,
+        log_json=True,
+    )
+    routing_key = "bejo.bench.event.v1"
+    spec = QueueSpec("bench.sink", (routing_key,))
+    bus = Bus(settings)
+    await bus.connect()
+    connection = await aio_pika.connect(settings.amqp_url)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(
+            namespace + spec.name, durable=True, arguments=quorum_queue_arguments(600_000)
+        )
+        exchange = await channel.get_exchange(namespace + "bejo.events")
+        await queue.bind(exchange, routing_key)
+
+        raw_rate = await raw_publish(bus, make_envelopes(routing_key, EVENTS))
+        await queue.purge()
+        settled_rate, settled_sent = await relay_publish(settings, bus, make_envelopes(routing_key, EVENTS), True)
+        settled_depth = await depth(channel, namespace + spec.name)
+        await queue.purge()
+        sweep_rate, sweep_sent = await relay_publish(settings, bus, make_envelopes(routing_key, SWEEP_EVENTS), False)
+        sweep_depth = await depth(channel, namespace + spec.name)
+        await queue.purge()
+
+        print(f"  raw aio-pika, pipelined confirms    {raw_rate:8.0f} msg/s  ({EVENTS} events, quorum queue)")
+        print(
+            f"  outbox relay, settled writes        {settled_rate:8.0f} msg/s  ({settled_sent} published, {settled_depth} in queue)"
+        )
+        print(
+            f"  outbox relay, sweep (verify + claim){sweep_rate:8.0f} msg/s  ({sweep_sent} published, {sweep_depth} in queue)"
+        )
+        print(f"  ratio settled relay / raw           {settled_rate / raw_rate:8.2f}")
+        print(f"  ratio sweep relay / raw             {sweep_rate / raw_rate:8.2f}")
+        await queue.delete(if_unused=False, if_empty=False)
+    finally:
+        await connection.close()
+        await bus.close()
