@@ -1,0 +1,223 @@
+"""Pure parts of the kit and contracts: no servers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+from aiohttp import ClientSession
+from openapi_spec_validator import validate
+from pydantic import BaseModel, ConfigDict, Field
+
+from bejo_contracts import SYSTEM, Envelope, all_models, parse_data
+from bejo_contracts.catalog import ProviderRegistered
+from bejo_contracts.pricing import PromotionTerms, best_offer, discounted_price
+from bejo_kit.api import ApiRequest, Router
+from bejo_kit.auth import TokenVerifier, mint_token
+from bejo_kit.errors import Conflict, Unauthorized, ValidationProblem
+from bejo_kit.http import create_app
+from bejo_kit.paging import decode_cursor, encode_cursor
+from bejo_kit.settings import KitSettings
+from bejo_kit.store import KeyedLocks, PartitionedCollection
+
+SETTINGS = KitSettings()
+NOW = datetime(2026, 12, 12, 3, 0, tzinfo=UTC)
+
+
+def promo(kind: str, value: int, hours: int = 24, free_shipping: bool = False) -> PromotionTerms:
+    return PromotionTerms(
+        promotion_id=f"{kind}-{value}",
+        discount_kind=kind,  # type: ignore[arg-type]
+        discount_value=value,
+        free_shipping=free_shipping,
+        starts_at=NOW - timedelta(hours=1),
+        ends_at=NOW + timedelta(hours=hours),
+    )
+
+
+class TestPricing:
+    def test_percent_discount_rounds_the_discount_down(self) -> None:
+        # 12% of 95,999 is 11,519.88: the discount is 11,519, the price 84,480.
+        assert discounted_price(95_999, promo("percent", 12)) == 84_480
+
+    def test_fixed_discount_never_goes_below_zero(self) -> None:
+        assert discounted_price(5_000, promo("fixed", 7_500)) == 0
+
+    def test_best_single_promotion_wins_and_they_do_not_stack(self) -> None:
+        price, best, free = best_offer(100_000, [promo("percent", 10), promo("fixed", 15_000, free_shipping=True)], NOW)
+        assert (price, best and best.discount_kind, free) == (85_000, "fixed", True)
+
+    def test_promotions_outside_their_window_do_not_apply(self) -> None:
+        expired = promo("percent", 50, hours=-0)  # ends at NOW: the window is half-open
+        assert best_offer(100_000, [expired], NOW) == (100_000, None, False)
+
+
+class TestEnvelope:
+    def test_wrap_carries_type_subject_and_ids(self) -> None:
+        data = ProviderRegistered(
+            provider_id="p-1",
+            name="CV A",
+            legal_entity="CV",
+            pemda_code="35.15",
+            email="a@example.id",
+            pkp=True,
+            status="pending",
+            actor=SYSTEM,
+        )
+        env = Envelope.wrap(data, source="bejo/catalog", correlationid="c-1")
+        assert (env.type, env.subject, env.correlationid, env.specversion) == (data.TYPE, "p-1", "c-1", "1.0")
+        assert parse_data(Envelope.model_validate_json(env.model_dump_json())) == data
+
+    def test_every_event_type_is_versioned_and_namespaced(self) -> None:
+        for event_type in all_models():
+            service, *_, version = event_type.split(".")[1:]
+            assert event_type.startswith("bejo.") and version.startswith("v") and service
+
+
+class TestAuth:
+    async def test_minted_token_verifies(self) -> None:
+        token = mint_token(SETTINGS, sub="u-1", role="pp", pemda="35.15", satker="dinkes")
+        principal = await TokenVerifier(SETTINGS).verify(token)
+        assert (principal.sub, principal.role, principal.satker) == ("u-1", "pp", "dinkes")
+
+    @pytest.mark.parametrize(
+        ("claims", "key", "alg", "code"),
+        [
+            ({"exp": -10}, None, "HS256", "token_expired"),
+            ({}, "another-secret-that-is-long-enough-32b", "HS256", "invalid_signature"),
+            ({"iss": "someone-else"}, None, "HS256", "invalid_issuer"),
+            ({"aud": "other"}, None, "HS256", "invalid_audience"),
+            ({"satker": None}, None, "HS256", "missing_claims"),
+        ],
+    )
+    async def test_bad_tokens_are_refused_with_a_code(
+        self, claims: dict[str, object], key: str | None, alg: str, code: str
+    ) -> None:
+        now = int(time.time())
+        base = {
+            "sub": "u",
+            "role": "pp",
+            "pemda": "35",
+            "satker": "s",
+            "iss": SETTINGS.jwt_issuer,
+            "aud": SETTINGS.jwt_audience,
+            "exp": now + 60,
+        }
+        payload = {
+            k: v for k, v in {**base, **claims, "exp": now + int(claims.get("exp", 60))}.items() if v is not None
+        }  # type: ignore[call-overload]
+        token = jwt.encode(payload, key or SETTINGS.jwt_secret, algorithm=alg)
+        with pytest.raises(Unauthorized) as raised:
+            await TokenVerifier(SETTINGS).verify(token)
+        assert raised.value.code == code
+
+    async def test_alg_none_is_refused(self) -> None:
+        token = jwt.encode({"sub": "u", "role": "admin", "pemda": "35"}, None, algorithm="none")
+        with pytest.raises(Unauthorized):
+            await TokenVerifier(SETTINGS).verify(token)
+
+
+class TestPaging:
+    def test_round_trip(self) -> None:
+        assert decode_cursor(encode_cursor({"after": "x", "n": 3})) == {"after": "x", "n": 3}
+
+    @pytest.mark.parametrize("cursor", ["%%%", "bm90LWpzb24", "WzEsMl0"])
+    def test_malformed_cursor_names_the_field(self, cursor: str) -> None:
+        with pytest.raises(ValidationProblem) as raised:
+            decode_cursor(cursor)
+        assert raised.value.extra["errors"][0]["field"] == "cursor"
+
+
+class TestKeyedLocks:
+    async def test_same_key_is_serialised_and_other_keys_are_not(self) -> None:
+        locks, inside, most = KeyedLocks(), {"a": 0}, {"a": 0}
+
+        async def work(key: str) -> None:
+            async with locks.hold(key):
+                inside[key] = inside.get(key, 0) + 1
+                most[key] = max(most.get(key, 0), inside[key])
+                await asyncio.sleep(0.01)
+                inside[key] -= 1
+
+        await asyncio.gather(*(work("a") for _ in range(5)), *(work("b") for _ in range(1)))
+        assert most["a"] == 1
+        assert len(locks) == 0  # nothing left behind
+
+    async def test_hold_many_takes_keys_in_order(self) -> None:
+        locks = KeyedLocks()
+        async with locks.hold_many(["b", "a", "b"]):
+            assert len(locks) == 2
+
+
+def test_partitions_are_stable_and_spread() -> None:
+    class FakeDb(dict):  # only name look-ups are needed to pick a partition
+        def __getitem__(self, name: str) -> str:
+            return name
+
+    parts = PartitionedCollection(FakeDb(), "orders", partitions=8)  # type: ignore[arg-type]
+    chosen = {parts.partition_of(f"order-{i}") for i in range(200)}
+    assert parts.partition_of("order-1") == parts.partition_of("order-1")
+    assert len(chosen) == 8
+
+
+class Item(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=20)
+    price: int = Field(ge=0)
+
+
+class ItemOut(BaseModel):
+    id: str
+    name: str
+    price: int
+
+
+async def test_api_router_validates_renders_problems_and_documents() -> None:
+    router = Router(tag="items")
+
+    @router.post("/api/v1/items", body=Item, response=ItemOut, status=201, roles=("penyedia",))
+    async def create_item(req: ApiRequest[Item, None]) -> ItemOut:
+        if req.body.name == "taken":
+            raise Conflict("name already used", code="duplicate_name")
+        return ItemOut(id="i-1", **req.body.model_dump())
+
+    app = create_app()
+    from bejo_kit.api import TOKEN_VERIFIER, openapi_document
+
+    app[TOKEN_VERIFIER] = TokenVerifier(SETTINGS)
+    router.install(app)
+    from support import bearer, serve, token
+
+    seller = bearer(token("penyedia", "s-1", provider_id="prov-1"))
+    async with serve(app) as base, ClientSession() as http:
+        async with http.post(f"{base}/api/v1/items", json={"name": "Kopi", "price": 1}) as r:
+            assert r.status == 401 and (await r.json())["code"] == "missing_token"
+        buyer = bearer(token("pp", "pp-1", satker="s"))
+        async with http.post(f"{base}/api/v1/items", json={"name": "Kopi", "price": 1}, headers=buyer) as r:
+            assert r.status == 403 and (await r.json())["required_roles"] == ["penyedia"]
+        async with http.post(f"{base}/api/v1/items", json={"name": "", "price": -1}, headers=seller) as r:
+            body = await r.json()
+            assert r.status == 422 and r.content_type == "application/problem+json"
+            assert {e["field"] for e in body["errors"]} == {"name", "price"}
+        async with http.post(
+            f"{base}/api/v1/items", data=b"{not json", headers={**seller, "Content-Type": "application/json"}
+        ) as r:
+            assert r.status == 400 and (await r.json())["code"] == "malformed_json"
+        async with http.post(
+            f"{base}/api/v1/items", data=b"name=x", headers={**seller, "Content-Type": "text/plain"}
+        ) as r:
+            assert r.status == 415
+        async with http.post(f"{base}/api/v1/items", json={"name": "taken", "price": 1}, headers=seller) as r:
+            assert r.status == 409 and (await r.json())["code"] == "duplicate_name"
+        async with http.post(f"{base}/api/v1/items", json={"name": "Kopi", "price": 1}, headers=seller) as r:
+            assert r.status == 201 and await r.json() == {"id": "i-1", "name": "Kopi", "price": 1}
+            assert r.headers["X-Request-ID"]
+        async with http.get(f"{base}/api/v1/nothing") as r:
+            assert r.status == 404 and (await r.json())["code"] == "not_found"
+    document = openapi_document(app, title="items")
+    validate(document)
+    operation = document["paths"]["/api/v1/items"]["post"]
+    assert operation["x-roles"] == ["penyedia"] and "201" in operation["responses"]
