@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -150,3 +150,33 @@ class StockCommitted(StockEvent):
     """The reservation became final because the order shipped."""
 
     TYPE = "bejo.catalog.stock.committed.v1"
+
+
+class CatalogChange(EventData):
+    """One entry of the national e-catalog sync feed, as published on the `catalog.sync` exchange.
+
+    The same items are served by `GET /api/v1/catalog/feed`. `seq` is the feed's monotonic sequence
+    number: consumers apply items in `seq` order and drop any `seq` they have already applied
+    (delivery is at-least-once). `document` is the full public document for an upsert, None for a
+    delete (the object left the public catalog: deactivated, or its provider is not verified).
+    """
+
+    seq: int
+    op: Literal["upsert", "delete"]
+    kind: Literal["product", "provider"]
+    id: str
+    version: int
+    document: dict[str, Any] | None = None
+
+    def subject(self) -> str:
+        return self.id
+
+
+@event
+class CatalogProductChanged(CatalogChange):
+    TYPE = "bejo.catalog.sync.product.v1"
+
+
+@event
+class CatalogProviderChanged(CatalogChange):
+    TYPE = "bejo.catalog.sync.provider.v1"
