@@ -6,14 +6,29 @@ from aiohttp import web
 
 from bejo_kit.runtime import Runtime, run_service
 
-from . import api
+from . import api, consumers
+from .repository import WEBHOOKS, Store
+from .service import Notifier
 from .settings import NotificationsSettings
+from .webhooks import Webhooks
 
 
 def build(settings: NotificationsSettings | None = None) -> web.Application:
     settings = settings or NotificationsSettings()
-    runtime = Runtime(settings)
-    app = runtime.create_app(title="bejo notifications")
+    runtime = Runtime(settings, outbox_collections=[WEBHOOKS])
+    store = Store(runtime.db, settings)
+    notifier = Notifier(store, settings)
+    webhooks = Webhooks(store, settings, runtime.bus, runtime.outbox)
+    runtime.on_start(store.ensure_indexes)
+    runtime.add_loop("email-delivery", notifier.mailer.run)
+    runtime.add_loop("webhook-delivery", webhooks.run)
+    consumers.subscribe(runtime.bus, notifier, webhooks)
+    app = runtime.create_app(
+        title="bejo notifications",
+        description="In-app inbox, e-mail and signed webhooks, fed by every event on the bus.",
+    )
+    app[api.NOTIFIER] = notifier
+    app[api.WEBHOOKS] = webhooks
     api.router.install(app)
     return app
 

@@ -1,0 +1,98 @@
+"""Harness for the notifications integration tests: the service on the real bus and store, a
+publisher in the test's bus namespace, and a webhook receiver that verifies signatures."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from support import bearer, serve, service_settings
+
+from bejo_contracts import Envelope
+from bejo_kit.bus import Bus
+from bejo_kit.mongo import create_client
+from bejo_notifications.app import build
+from bejo_notifications.domain import verify_signature
+from bejo_notifications.settings import NotificationsSettings
+
+
+@dataclass
+class Service:
+    url: str
+    settings: NotificationsSettings
+    bus: Bus
+    http: aiohttp.ClientSession
+
+    async def publish(self, envelope: Envelope) -> None:
+        await self.bus.publish(envelope)
+
+    async def call(self, method: str, path: str, jwt: str, json: Any = None) -> tuple[int, Any]:
+        async with self.http.request(method, self.url + path, headers=bearer(jwt), json=json) as reply:
+            body = await reply.json() if reply.content_type.endswith("json") else None
+            return reply.status, body
+
+    async def inbox(self, jwt: str, **query: str) -> dict[str, Any]:
+        status, body = await self.call("GET", "/api/v1/notifications" + _query(query), jwt)
+        assert status == 200, body
+        return body  # type: ignore[no-any-return]
+
+
+def _query(params: dict[str, str]) -> str:
+    return ("?" + "&".join(f"{k}={v}" for k, v in params.items())) if params else ""
+
+
+async def start_service(
+    amqp_url: str, mongodb_url: str, unique: str, smtp_port: int, **overrides: Any
+) -> AsyncIterator[Service]:
+    settings = service_settings(
+        NotificationsSettings,
+        amqp_url=amqp_url,
+        mongodb_url=mongodb_url,
+        namespace=unique,
+        smtp_port=smtp_port,
+        # One message at a time, so "a later event was handled" implies "the earlier ones were".
+        prefetch=1,
+        delivery_poll_interval=0.1,
+        retry_backoff_base_seconds=0.2,
+        retry_backoff_max_seconds=1.0,
+        webhook_timeout_seconds=2.0,
+        webhook_cache_seconds=0.0,
+        **overrides,
+    )
+    publisher = Bus(settings, source="bejo/test")
+    async with serve(build(settings)) as url, aiohttp.ClientSession() as http:
+        await publisher.connect()
+        try:
+            yield Service(url, settings, publisher, http)
+        finally:
+            await publisher.close()
+            client = create_client(settings)
+            await client.drop_database(settings.database_name)
+            await client.close()
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver: answers with the scripted statuses (then 200) and verifies signatures."""
+
+    secret: str
+    statuses: list[int] = field(default_factory=list)
+    received: list[dict[str, Any]] = field(default_factory=list)
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        timestamp = request.headers["X-Bejo-Timestamp"]
+        self.received.append(
+            {
+                "event_id": request.headers["X-Bejo-Event-Id"],
+                "verified": verify_signature(self.secret, timestamp, body, request.headers["X-Bejo-Signature"]),
+                "content_type": request.headers["Content-Type"],
+                "json": await request.json(),
+            }
+        )
+        status = self.statuses.pop(0) if self.statuses else 200
+        return web.Response(status=status, text="ok" if status < 300 else "boom")
