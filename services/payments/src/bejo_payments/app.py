@@ -6,15 +6,33 @@ from aiohttp import web
 
 from bejo_kit.runtime import Runtime, run_service
 
-from . import api
+from . import api, consumers
+from .adapters import SandboxBank
+from .repository import PaymentsRepository
+from .service import PaymentsService
 from .settings import PaymentsSettings
 
 
 def build(settings: PaymentsSettings | None = None) -> web.Application:
     settings = settings or PaymentsSettings()
-    runtime = Runtime(settings)
-    app = runtime.create_app(title="bejo payments")
+    runtime = Runtime(settings, outbox_collections=PaymentsRepository.outbox_collections())
+    repository = PaymentsRepository(runtime.db, runtime.outbox)
+    # The only provider shipped is the sandbox bank; a real bank adapter plugs in here.
+    provider = SandboxBank(settings.va_prefix, settings.kkpd_limit)
+    service = PaymentsService(settings, repository, runtime.bus, provider)
+    consumers.subscribe(runtime.bus, service)
+    runtime.add_loop("va-expiry-and-settlement", service.run_background)
+
+    app = runtime.create_app(
+        title="bejo payments",
+        description="Invoices with tax withholding, VA and KKPD payments, signed SNAP callbacks, ledger, settlement.",
+    )
+    app[api.SERVICE] = service
+    app[api.SETTINGS] = settings
     api.router.install(app)
+    api.install_callback(app)
+    if settings.sandbox_enabled:
+        api.sandbox_router.install(app)
     return app
 
 
