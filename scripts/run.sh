@@ -13,7 +13,7 @@ mkdir -p "$LOGS" "$MAIL"
 export BEJO_ENV="${BEJO_ENV:-local}"
 export LOG_JSON="${LOG_JSON:-true}"
 # The sandbox bank and its pay endpoint exist only when asked for; local runs want them.
-export PAYMENTS_SANDBOX_MODE="${PAYMENTS_SANDBOX_MODE:-true}"
+export PAYMENTS_SANDBOX_ENABLED="${PAYMENTS_SANDBOX_ENABLED:-true}"
 export NOTIFICATIONS_SMTP_HOST="${NOTIFICATIONS_SMTP_HOST:-127.0.0.1}"
 export NOTIFICATIONS_SMTP_PORT="${NOTIFICATIONS_SMTP_PORT:-1025}"
 
