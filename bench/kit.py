@@ -10,7 +10,6 @@ All three publish N events to a durable quorum queue with publisher confirms:
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 import uuid
@@ -105,12 +104,10 @@ async def run() -> None:
         await queue.purge()
 
         print(f"  raw aio-pika, pipelined confirms    {raw_rate:8.0f} msg/s  ({EVENTS} events, quorum queue)")
-        print(
-            f"  outbox relay, settled writes        {settled_rate:8.0f} msg/s  ({settled_sent} published, {settled_depth} in queue)"
-        )
-        print(
-            f"  outbox relay, sweep (verify + claim){sweep_rate:8.0f} msg/s  ({sweep_sent} published, {sweep_depth} in queue)"
-        )
+        settled = f"({settled_sent} published, {settled_depth} in queue)"
+        swept = f"({sweep_sent} published, {sweep_depth} in queue)"
+        print(f"  outbox relay, settled writes        {settled_rate:8.0f} msg/s  {settled}")
+        print(f"  outbox relay, sweep (verify + claim){sweep_rate:8.0f} msg/s  {swept}")
         print(f"  ratio settled relay / raw           {settled_rate / raw_rate:8.2f}")
         print(f"  ratio sweep relay / raw             {sweep_rate / raw_rate:8.2f}")
         await queue.delete(if_unused=False, if_empty=False)

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import BIG_BODY
+from gateway_harness import BIG_BODY
 from support import bearer, token
 from yarl import URL
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PEMDA, Payments, StartPayments
+from payments_harness import PEMDA, Payments, StartPayments
 from support import bearer, serve, service_settings, token, wait_until
 
 from bejo_contracts.orders import OrderCancelled

@@ -2,6 +2,146 @@
 
 from __future__ import annotations
 
-from bejo_kit.api import Router
+from typing import Any
+
+from aiohttp import web
+
+from bejo_kit.api import ApiRequest, Reply, Router
+
+from .domain import Action
+from .service import IDEMPOTENCY_HEADER, OrdersService
+from .views import (
+    CheckoutView,
+    HistoryView,
+    ListQuery,
+    OrderList,
+    OrderView,
+    PlaceOrder,
+    ReasonIn,
+    ShipIn,
+    Stats,
+    StatsQuery,
+)
 
 router = Router(tag="orders")
+SERVICE = web.AppKey("orders_service", OrdersService)
+
+NOT_FOUND = "No such order, or not visible to the caller"
+ILLEGAL = "Illegal transition from the order's current status (`current_status` names it)"
+
+
+def service_of(req: ApiRequest[Any, Any]) -> OrdersService:
+    return req.app[SERVICE]
+
+
+# Registered before /orders/{id} so that "stats" is not taken for an order id.
+@router.get("/api/v1/orders/stats", query=StatsQuery, response=Stats)
+async def order_stats(req: ApiRequest[None, StatsQuery]) -> Stats:
+    """Transparency figures: paid and completed orders by pemda and month (public)."""
+    return await service_of(req).stats(req.query)
+
+
+@router.post(
+    "/api/v1/orders",
+    body=PlaceOrder,
+    response=CheckoutView,
+    status=201,
+    roles=("pp",),
+    responses={
+        409: "Idempotency-Key reused with a different body",
+        422: "Invalid cart, unknown product or cap exceeded",
+    },
+)
+async def place_order(req: ApiRequest[PlaceOrder, None]) -> Reply:
+    """Check out a cart (header Idempotency-Key required): one order per provider."""
+    return await service_of(req).place(req.user, req.request.headers.get(IDEMPOTENCY_HEADER), req.body)
+
+
+@router.get(
+    "/api/v1/orders",
+    query=ListQuery,
+    response=OrderList,
+    roles=("pp", "ppk", "bendahara", "penyedia", "admin", "auditor"),
+)
+async def list_orders(req: ApiRequest[None, ListQuery]) -> OrderList:
+    """Orders visible to the caller, newest first, with an opaque cursor."""
+    return await service_of(req).list(req.user, req.query)
+
+
+@router.get(
+    "/api/v1/orders/{id}",
+    response=OrderView,
+    roles=("pp", "ppk", "bendahara", "penyedia", "admin", "auditor"),
+    responses={404: NOT_FOUND},
+)
+async def get_order(req: ApiRequest[None, None]) -> OrderView:
+    """One order."""
+    return OrderView.of(await service_of(req).get_visible(req.path("id"), req.user))
+
+
+@router.get(
+    "/api/v1/orders/{id}/history",
+    response=HistoryView,
+    roles=("pp", "ppk", "bendahara", "penyedia", "admin", "auditor"),
+    responses={404: NOT_FOUND},
+)
+async def order_history(req: ApiRequest[None, None]) -> dict[str, Any]:
+    """The append-only audit trail: actor, role, time, from → to, reason."""
+    order = await service_of(req).get_visible(req.path("id"), req.user)
+    # by alias: the entries' wire names are `from` and `to`
+    return HistoryView(order_id=order.id, items=order.history).model_dump(mode="json", by_alias=True)
+
+
+async def _act(req: ApiRequest[Any, Any], action: Action, **kwargs: str | None) -> OrderView:
+    order = await service_of(req).act(req.user, req.path("id"), action, **kwargs)
+    return OrderView.of(order)
+
+
+TRANSITION_RESPONSES = {403: "Not this order's PPK/PP/provider, or separation of duties", 404: NOT_FOUND, 409: ILLEGAL}
+
+
+@router.post("/api/v1/orders/{id}/approve", response=OrderView, roles=("ppk",), responses=TRANSITION_RESPONSES)
+async def approve_order(req: ApiRequest[None, None]) -> OrderView:
+    """The order's PPK approves (signs the Surat Pesanan); cannot be the PP who placed it."""
+    return await _act(req, "approve")
+
+
+@router.post(
+    "/api/v1/orders/{id}/reject", body=ReasonIn, response=OrderView, roles=("ppk",), responses=TRANSITION_RESPONSES
+)
+async def reject_order(req: ApiRequest[ReasonIn, None]) -> OrderView:
+    """The order's PPK rejects it (reason required); the stock is released."""
+    return await _act(req, "reject", reason=req.body.reason)
+
+
+@router.post("/api/v1/orders/{id}/accept", response=OrderView, roles=("penyedia",), responses=TRANSITION_RESPONSES)
+async def accept_order(req: ApiRequest[None, None]) -> OrderView:
+    """The provider accepts an approved order."""
+    return await _act(req, "accept")
+
+
+@router.post(
+    "/api/v1/orders/{id}/ship", body=ShipIn, response=OrderView, roles=("penyedia",), responses=TRANSITION_RESPONSES
+)
+async def ship_order(req: ApiRequest[ShipIn, None]) -> OrderView:
+    """The provider ships, with a tracking note."""
+    return await _act(req, "ship", tracking_note=req.body.tracking_note)
+
+
+@router.post("/api/v1/orders/{id}/receive", response=OrderView, roles=("ppk",), responses=TRANSITION_RESPONSES)
+async def receive_order(req: ApiRequest[None, None]) -> OrderView:
+    """The order's PPK confirms receipt: the BAST number is issued."""
+    return await _act(req, "receive")
+
+
+@router.post(
+    "/api/v1/orders/{id}/cancel",
+    body=ReasonIn,
+    response=OrderView,
+    roles=("pp", "ppk", "penyedia"),
+    responses=TRANSITION_RESPONSES,
+)
+async def cancel_order(req: ApiRequest[ReasonIn, None]) -> OrderView:
+    """Cancel before shipping (reason required): the PP who placed it or the order's PPK until
+    shipping, the provider until it accepts. The stock is released."""
+    return await _act(req, "cancel", reason=req.body.reason)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from bejo_kit.settings import KitSettings
+
+from .domain import Caps
 
 
 class OrdersSettings(KitSettings):
@@ -12,3 +15,23 @@ class OrdersSettings(KitSettings):
 
     service_name: str = "orders"
     http_port: int = 8082
+
+    # Value caps in whole rupiah (DOMAIN.md); a checkout over a cap is refused before reserving.
+    va_cap: int = Field(200_000_000, ge=1)
+    kkpd_cap: int = Field(50_000_000, ge=1)
+    kkpd_per_supplier_cap: int = Field(50_000_000, ge=1)
+
+    # The PPK must approve or reject within this many working days (Mon-Fri, WIB) of the reservation.
+    approval_working_days: int = Field(3, ge=0)
+    # When set, a plain timeout in seconds replaces the working-day rule (tests, demos).
+    approval_timeout_seconds: float | None = Field(None, gt=0)
+    # How often the expiry timer looks for overdue reservations.
+    expiry_sweep_interval: float = Field(5.0, gt=0)
+
+    order_partitions: int = Field(16, ge=1, le=256)
+    product_partitions: int = Field(16, ge=1, le=256)
+    max_lines: int = Field(100, ge=1)
+
+    @property
+    def caps(self) -> Caps:
+        return Caps(va=self.va_cap, kkpd=self.kkpd_cap, kkpd_per_supplier=self.kkpd_per_supplier_cap)

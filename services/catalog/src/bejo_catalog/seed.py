@@ -1,0 +1,406 @@
+# ruff: noqa: E501  (the product templates read best as one table row per category)
+"""`bejo seed`: realistic synthetic catalog data at the scale of Jatim Bejo (30 Nov 2021):
+1,659 providers across the province and 24 regencies/cities, 29,477 products, some promotions.
+
+Repeatable: a fixed random seed gives the same providers, products and ids every time (promotion
+windows are placed around the time of seeding, so some run now). Written in bulk through the
+catalog's store, with the change-feed entries, into an empty catalog database only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bejo_contracts.pricing import PromotionTerms
+from bejo_kit.mongo import Document, create_client, database, utcnow
+
+from . import domain
+from .feed import Feed, entry_id, page_document
+from .repository import HOLDS, CatalogStore, public_provider
+from .service import product_document, terms_of
+from .settings import CatalogSettings
+
+DEFAULT_PROVIDERS = 1659
+DEFAULT_PRODUCTS = 29477
+DEFAULT_PROMOTIONS = 160
+DEFAULT_RANDOM_SEED = 20211130
+
+# The province and the 24 regencies/cities committed to Jatim Bejo in this data set, with weights
+# roughly following their size (Kemendagri codes).
+PEMDAS: list[tuple[str, str, int]] = [
+    ("35", "Provinsi Jawa Timur", 6),
+    ("35.78", "Kota Surabaya", 14),
+    ("35.15", "Kabupaten Sidoarjo", 9),
+    ("35.25", "Kabupaten Gresik", 6),
+    ("35.07", "Kabupaten Malang", 7),
+    ("35.73", "Kota Malang", 6),
+    ("35.79", "Kota Batu", 2),
+    ("35.09", "Kabupaten Jember", 5),
+    ("35.10", "Kabupaten Banyuwangi", 4),
+    ("35.06", "Kabupaten Kediri", 3),
+    ("35.71", "Kota Kediri", 2),
+    ("35.16", "Kabupaten Mojokerto", 3),
+    ("35.17", "Kabupaten Jombang", 3),
+    ("35.14", "Kabupaten Pasuruan", 3),
+    ("35.13", "Kabupaten Probolinggo", 2),
+    ("35.04", "Kabupaten Tulungagung", 2),
+    ("35.05", "Kabupaten Blitar", 2),
+    ("35.19", "Kabupaten Madiun", 2),
+    ("35.02", "Kabupaten Ponorogo", 2),
+    ("35.24", "Kabupaten Lamongan", 3),
+    ("35.23", "Kabupaten Tuban", 2),
+    ("35.22", "Kabupaten Bojonegoro", 2),
+    ("35.18", "Kabupaten Nganjuk", 2),
+    ("35.08", "Kabupaten Lumajang", 2),
+    ("35.28", "Kabupaten Pamekasan", 2),
+]
+TOWN = {code: name.removeprefix("Kabupaten ").removeprefix("Kota ") for code, name, _ in PEMDAS}
+TOWN["35"] = "Surabaya"
+
+NAME_WORDS_1 = ["Sumber", "Makmur", "Berkah", "Sinar", "Karya", "Cahaya", "Mitra", "Tunas", "Putra", "Surya", "Bintang",
+                "Harapan", "Sentosa", "Jaya", "Abadi", "Mulia", "Anugerah", "Rahmat", "Sejahtera", "Mandiri", "Barokah",
+                "Indah", "Lestari", "Cipta", "Dwi", "Tri", "Gemilang", "Nusantara", "Amanah", "Bumi"]  # fmt: skip
+NAME_WORDS_2 = ["Rejeki", "Jaya", "Abadi", "Mulia", "Mandiri", "Baru", "Sejahtera", "Harapan", "Bangsa", "Kencana",
+                "Timur", "Sentosa", "Makmur", "Utama", "Perkasa", "Sakti", "Agung", "Lancar", "Santoso", "Raya",
+                "Prima", "Sukses", "Bersama", "Tani", "Niaga", "Teknik", "Grafika", "Boga", "Medika", "Komputindo"]  # fmt: skip
+STREETS = ["Jl. Raya Darmo", "Jl. Ahmad Yani", "Jl. Diponegoro", "Jl. Pahlawan", "Jl. Gajah Mada", "Jl. Sudirman",
+           "Jl. Veteran", "Jl. Basuki Rahmat", "Jl. Kartini", "Jl. Hayam Wuruk", "Jl. Panglima Sudirman",
+           "Jl. Raya Porong", "Jl. Mastrip", "Jl. Brawijaya", "Jl. Imam Bonjol"]  # fmt: skip
+LEGAL = [("CV", 45), ("PT", 20), ("UD", 20), ("Koperasi", 8), ("PT Perorangan", 5), ("Firma", 2)]
+
+
+@dataclass(frozen=True)
+class Template:
+    names: tuple[str, ...]
+    variants: tuple[str, ...]
+    unit: str
+    price: tuple[int, int]  # rupiah range
+    min_qty: tuple[int, ...] = (1,)
+
+
+T = Template
+PRODUCTS: dict[str, tuple[int, Template]] = {
+    "makanan-minuman.kopi-teh": (7, T(("Kopi Robusta Dampit", "Kopi Arabika Ijen", "Kopi Excelsa Jember", "Kopi Bubuk Lanang",
+        "Teh Hitam Wonosari", "Teh Hijau Kayumas", "Teh Celup Melati", "Wedang Uwuh Instan"), ("250 gr", "500 gr", "1 kg", "isi 25", "100 gr"),
+        "pak", (15000, 180000))),
+    "makanan-minuman.makanan-ringan": (8, T(("Keripik Tempe Sanan", "Keripik Apel Batu", "Kerupuk Udang Sidoarjo", "Rengginang",
+        "Emping Melinjo", "Bakpia Kacang Hijau", "Kacang Telur", "Keripik Singkong Balado", "Jenang Kudus", "Sale Pisang"),
+        ("200 gr", "250 gr", "500 gr", "1 kg", "kemasan toples"), "bungkus", (8000, 95000))),
+    "makanan-minuman.bahan-pokok": (6, T(("Beras Premium", "Beras Medium", "Gula Pasir", "Minyak Goreng", "Tepung Terigu",
+        "Telur Ayam Ras", "Garam Beryodium Madura"), ("1 kg", "5 kg", "10 kg", "25 kg", "2 liter"), "karung", (14000, 380000))),
+    "makanan-minuman.minuman-kemasan": (6, T(("Air Mineral", "Air Mineral Gelas", "Sari Kedelai", "Jamu Kunyit Asam",
+        "Sari Apel Malang"), ("240 ml isi 48", "600 ml isi 24", "1500 ml isi 12", "19 liter galon"), "dus", (18000, 75000), (1, 5, 10))),
+    "makanan-minuman.katering": (6, T(("Nasi Kotak Ayam Bakar", "Nasi Kotak Rawon", "Nasi Kotak Pecel", "Snack Box Rapat",
+        "Nasi Tumpeng Mini", "Prasmanan Rapat Dinas"), ("paket A", "paket B", "paket C", "paket hemat"), "kotak", (15000, 65000), (10, 20, 50))),
+    "makanan-minuman.kue-roti": (4, T(("Roti Tawar Gandum", "Lapis Kukus Surabaya", "Bolu Pandan", "Kue Lumpur", "Pia Mangkok",
+        "Brownies Kukus"), ("loyang", "isi 10", "isi 20", "box"), "box", (25000, 150000))),
+    "alat-tulis-kantor.kertas": (5, T(("Kertas HVS A4", "Kertas HVS F4", "Amplop Coklat Folio", "Amplop Putih Kop", "Kertas Foto Glossy",
+        "Buku Tulis"), ("70 gsm", "80 gsm", "isi 100", "isi 50", "58 lembar"), "rim", (18000, 85000))),
+    "alat-tulis-kantor.alat-tulis": (4, T(("Pulpen Gel Hitam", "Pensil 2B", "Spidol Whiteboard", "Stabilo Highlighter",
+        "Penghapus", "Tipe-X Kertas"), ("isi 12", "isi 24", "satuan", "set 4 warna"), "pak", (5000, 95000))),
+    "alat-tulis-kantor.map-arsip": (3, T(("Map Plastik Kancing", "Ordner Folio", "Box File", "Stopmap Kertas", "Map Gantung"),
+        ("isi 12", "biru", "hitam", "isi 50"), "pak", (10000, 160000))),
+    "alat-tulis-kantor.tinta-toner": (3, T(("Tinta Printer Refill", "Toner Laser 85A", "Cartridge Hitam", "Pita Printer Dot Matrix"),
+        ("hitam", "warna", "set 4 warna", "original"), "buah", (35000, 1200000))),
+    "komputer-elektronik.laptop-pc": (3, T(("Laptop Kantor Core i5", "Laptop Core i3", "PC Desktop All-in-One", "Mini PC Kantor"),
+        ("RAM 8GB SSD 512GB", "RAM 8GB SSD 256GB", "RAM 16GB SSD 512GB"), "unit", (5500000, 18000000))),
+    "komputer-elektronik.printer-scanner": (2, T(("Printer Inkjet Tangki", "Printer Laser Mono", "Scanner Dokumen", "Printer Multifungsi"),
+        ("A4", "F4", "Wi-Fi", "duplex"), "unit", (1500000, 7500000))),
+    "komputer-elektronik.aksesoris-komputer": (4, T(("Mouse Wireless", "Keyboard USB", "Flashdisk", "Hardisk Eksternal", "Headset Rapat",
+        "Webcam HD"), ("16GB", "32GB", "1TB", "hitam", "USB-C"), "buah", (45000, 1250000))),
+    "komputer-elektronik.jaringan": (2, T(("Router Wi-Fi", "Switch Hub 8 Port", "Kabel LAN Cat6", "Access Point"),
+        ("dual band", "gigabit", "305 meter", "outdoor"), "unit", (150000, 3500000))),
+    "komputer-elektronik.elektronik-kantor": (2, T(("Proyektor Rapat", "AC Split", "Dispenser Air", "Kipas Angin Dinding",
+        "Televisi LED"), ("1 PK", "1/2 PK", "3500 lumen", "32 inci", "43 inci"), "unit", (350000, 9500000))),
+    "perlengkapan-kebersihan.sabun-deterjen": (4, T(("Sabun Cuci Tangan", "Deterjen Bubuk", "Cairan Pembersih Lantai", "Sabun Cuci Piring",
+        "Karbol Sereh"), ("500 ml", "800 gr", "1 liter", "5 liter jeriken"), "botol", (9000, 120000))),
+    "perlengkapan-kebersihan.alat-kebersihan": (3, T(("Sapu Ijuk", "Alat Pel Putar", "Kemoceng", "Tempat Sampah Pedal", "Sikat WC"),
+        ("besar", "sedang", "40 liter", "set"), "buah", (12000, 280000))),
+    "perlengkapan-kebersihan.tisu": (3, T(("Tisu Wajah", "Tisu Toilet", "Tisu Makan", "Tisu Basah"), ("isi 250", "isi 10 roll", "isi 50"),
+        "pak", (8000, 65000))),
+    "perabot-kantor.meja-kursi": (2, T(("Kursi Kerja Ergonomis", "Meja Kerja Kayu Jati", "Kursi Lipat Chitose", "Meja Rapat",
+        "Kursi Tunggu 3 Dudukan"), ("hitam", "jati Jepara", "120 cm", "set"), "unit", (250000, 4500000))),
+    "perabot-kantor.lemari-rak": (2, T(("Lemari Arsip Besi", "Rak Buku Kayu", "Filing Cabinet 4 Laci", "Loker Pegawai"),
+        ("2 pintu", "4 laci", "12 pintu", "abu-abu"), "unit", (650000, 5500000))),
+    "kesehatan.obat-vitamin": (2, T(("Vitamin C 500 mg", "Minyak Kayu Putih", "Jamu Temulawak", "Madu Hutan Bondowoso"),
+        ("isi 30", "60 ml", "250 ml", "strip"), "botol", (12000, 150000))),
+    "kesehatan.alat-kesehatan": (2, T(("Tensimeter Digital", "Termometer Inframerah", "Kotak P3K Lengkap", "Oksimeter"),
+        ("standar", "lengkap", "dinding"), "unit", (60000, 850000))),
+    "kesehatan.masker-apd": (2, T(("Masker Medis 3 Ply", "Masker KN95", "Hand Sanitizer", "Sarung Tangan Lateks", "Face Shield"),
+        ("isi 50", "isi 20", "500 ml", "isi 100"), "box", (15000, 120000))),
+    "pertanian-peternakan.bibit-pupuk": (2, T(("Bibit Cabai Rawit", "Pupuk Organik Cair", "Bibit Jeruk Keprok", "Pupuk Kompos"),
+        ("polybag", "1 liter", "25 kg", "isi 100"), "pak", (10000, 250000))),
+    "pertanian-peternakan.pakan-ternak": (1, T(("Pakan Ayam Petelur", "Pakan Ikan Lele", "Konsentrat Sapi"), ("5 kg", "25 kg", "50 kg"),
+        "karung", (60000, 450000))),
+    "kerajinan-batik.batik": (3, T(("Batik Tulis Madura", "Batik Cap Sidoarjo", "Kain Tenun Ikat", "Seragam Batik Korpri",
+        "Batik Gajah Oling Banyuwangi"), ("katun primisima", "sutra", "ukuran L", "2 meter"), "potong", (85000, 1500000))),
+    "kerajinan-batik.suvenir": (2, T(("Plakat Kayu Ukir", "Tas Anyaman Pandan", "Gantungan Kunci Logo", "Souvenir Reog Ponorogo"),
+        ("custom", "isi 50", "sedang"), "buah", (5000, 450000), (1, 10, 50))),
+    "jasa.jasa-cetak": (3, T(("Cetak Banner", "Cetak Brosur A5", "Fotokopi Dokumen", "Jilid Spiral", "Cetak Undangan"),
+        ("per meter", "isi 1000", "per lembar", "per buku"), "paket", (500, 450000))),
+    "jasa.jasa-kebersihan": (1, T(("Jasa Cleaning Service Kantor", "Jasa Cuci Karpet", "Jasa Fogging"), ("per bulan", "per m2", "per hari"),
+        "paket", (150000, 6500000))),
+    "jasa.jasa-servis": (2, T(("Servis AC", "Servis Laptop", "Perawatan Genset", "Servis Printer"), ("per unit", "per kunjungan"),
+        "paket", (75000, 950000))),
+    "jasa.jasa-sewa": (1, T(("Sewa Mobil Elf", "Sewa Tenda Acara", "Sewa Sound System", "Sewa Kursi Futura"),
+        ("per hari", "12 jam", "isi 100"), "paket", (250000, 3500000))),
+}  # fmt: skip
+
+
+@dataclass
+class SeedData:
+    providers: list[Document]
+    products: list[Document]
+    promotions: list[Document]
+
+
+def _weighted(rng: random.Random, pairs: list[tuple[Any, int]]) -> Any:
+    return rng.choices([p for p, _ in pairs], weights=[w for _, w in pairs])[0]
+
+
+def _round(value: float, step: int) -> int:
+    return max(step, round(value / step) * step)
+
+
+def generate(providers: int, products: int, promotions: int, random_seed: int, now: datetime) -> SeedData:
+    """Pure: the same arguments give the same data."""
+    rng = random.Random(random_seed)
+    launch = datetime(2020, 11, 2, 1, 0, tzinfo=UTC)  # Jatim Bejo launched in November 2020
+    span = (datetime(2021, 11, 30, tzinfo=UTC) - launch).total_seconds()
+    pemda_weights = [(code, weight) for code, _, weight in PEMDAS]
+
+    provider_docs = []
+    for n in range(1, providers + 1):
+        pemda = _weighted(rng, pemda_weights)
+        town = TOWN[pemda]
+        entity = _weighted(rng, LEGAL)
+        name = f"{entity} {rng.choice(NAME_WORDS_1)} {rng.choice(NAME_WORDS_2)}"
+        if rng.random() < 0.3:
+            name += f" {town}"
+        created = launch + timedelta(seconds=rng.random() * span)
+        status = _weighted(rng, [("verified", 93), ("pending", 5), ("suspended", 2)])
+        slug = "".join(ch for ch in name.lower() if ch.isalnum())[:24]
+        digits = "".join(str(rng.randrange(10)) for _ in range(15))
+        provider_docs.append(
+            {
+                "_id": f"prv-{n:05d}",
+                "name": name,
+                "legal_entity": entity,
+                "nib": "".join(str(rng.randrange(10)) for _ in range(13)),
+                "npwp": f"{digits[:2]}.{digits[2:5]}.{digits[5:8]}.{digits[8]}-{digits[9:12]}.{digits[12:]}",
+                "pkp": rng.random() < 0.55,
+                "pemda_code": pemda,
+                "address": f"{rng.choice(STREETS)} No. {rng.randint(1, 250)}, {town}",
+                "email": f"{slug}{n}@contoh.id",
+                "phone": f"+6231{rng.randint(5000000, 8999999)}",
+                "status": status,
+                "status_reason": {
+                    "verified": "Dokumen NIB dan NPWP sesuai",
+                    "suspended": "Dokumen izin kedaluwarsa",
+                }.get(status),
+                "version": 1 if status == "pending" else 2,
+                "registered_by": f"user-prv-{n:05d}",
+                "created_at": created,
+                "updated_at": created,
+            }
+        )
+
+    leaves = [(leaf, weight) for leaf, (weight, _) in PRODUCTS.items()]
+    product_docs = []
+    # Providers differ in size: a few large shops, many small UMKM.
+    provider_weights = [rng.paretovariate(1.3) for _ in provider_docs]
+    owners = rng.choices(provider_docs, weights=provider_weights, k=products)
+    for n, provider in enumerate(owners, start=1):
+        category = _weighted(rng, leaves)
+        template = PRODUCTS[category][1]
+        base = rng.choice(template.names)
+        name = f"{base} {rng.choice(template.variants)}"
+        low, high = template.price
+        price = _round(low * (high / low) ** rng.random(), 500 if high > 20000 else 100)
+        het = _round(price * rng.uniform(1.05, 1.3), 500) if rng.random() < 0.6 else None
+        created = max(provider["created_at"], launch + timedelta(seconds=rng.random() * span))
+        town = TOWN[provider["pemda_code"]]
+        product_docs.append(
+            {
+                "_id": f"prd-{n:06d}",
+                "provider_id": provider["_id"],
+                "name": name,
+                "description": f"{name}. Produk {provider['name']} dari {town}, siap kirim untuk kebutuhan dinas.",
+                "category": category,
+                "unit": template.unit,
+                "price": price,
+                "het": het,
+                "stock": 0 if rng.random() < 0.05 else rng.randint(1, 500),
+                "min_order_qty": rng.choice(template.min_qty),
+                "images": [f"https://cdn.bejo.example/produk/prd-{n:06d}.jpg"],
+                "regions": ["35"] if rng.random() < 0.2 else [provider["pemda_code"]],
+                "status": "inactive" if rng.random() < 0.03 else "active",
+                "version": 1,
+                "created_at": created,
+                "updated_at": created,
+                HOLDS: [],
+            }
+        )
+
+    by_provider: dict[str, list[str]] = {}
+    for product in product_docs:
+        by_provider.setdefault(product["provider_id"], []).append(product["_id"])
+    sellers = [p for p in provider_docs if p["_id"] in by_provider]
+    harbolnas = datetime(now.year, 12, 12, tzinfo=domain.JAKARTA)
+    promotion_docs = []
+    for n in range(1, min(promotions, len(sellers)) + 1):
+        provider = rng.choice(sellers)
+        if rng.random() < 0.5:  # Harbolnas 12.12, the whole day in WIB
+            starts, ends, name = harbolnas, harbolnas + timedelta(days=1), "Harbolnas 12.12"
+        else:  # running around the time of seeding, so the demo shows discounts
+            starts = now - timedelta(days=rng.randint(0, 5))
+            ends = now + timedelta(days=rng.randint(3, 30))
+            name = rng.choice(["Promo Akhir Tahun", "Diskon UMKM Jatim", "Gratis Ongkir Se-Jatim", "Promo Gajian"])
+        kind = _weighted(rng, [("percent", 6), ("fixed", 2), ("none", 2)])
+        value = {"percent": rng.choice([5, 10, 12, 15, 20, 25]), "fixed": rng.choice([1000, 2500, 5000]), "none": 0}[
+            kind
+        ]
+        scope = "provider" if rng.random() < 0.4 else "products"
+        own = by_provider[provider["_id"]]
+        promotion_docs.append(
+            {
+                "_id": f"promo-{n:05d}",
+                "provider_id": provider["_id"],
+                "name": name,
+                "scope": scope,
+                "product_ids": [] if scope == "provider" else rng.sample(own, k=min(len(own), rng.randint(1, 5))),
+                "discount_kind": kind,
+                "discount_value": value,
+                "free_shipping": kind == "none" or rng.random() < 0.3,
+                "starts_at": starts.astimezone(UTC),
+                "ends_at": ends.astimezone(UTC),
+                "created_by": f"user-{provider['_id']}",
+                "created_at": now,
+            }
+        )
+    return SeedData(provider_docs, product_docs, promotion_docs)
+
+
+def feed_entries(data: SeedData, now: datetime) -> list[Document]:
+    """The change feed for freshly seeded data: every provider, then every product."""
+    providers = {p["_id"]: p for p in data.providers}
+    promotions_of: dict[str, list[Document]] = {}
+    for promotion in data.promotions:
+        promotions_of.setdefault(promotion["provider_id"], []).append(promotion)
+    entries: list[Document] = []
+
+    def add(kind: str, object_id: str, version: int, document: dict[str, Any]) -> None:
+        seq = len(entries) + 1
+        entries.append(
+            {
+                "_id": entry_id(seq),
+                "seq": seq,
+                "kind": kind,
+                "id": object_id,
+                "version": version,
+                "document": document,
+                "at": now,
+            }
+        )
+
+    for provider in data.providers:
+        add("provider", provider["_id"], provider["version"], public_provider(provider))
+    for product in data.products:
+        provider = providers[product["provider_id"]]
+        terms: list[PromotionTerms] = [
+            terms_of(p)
+            for p in promotions_of.get(provider["_id"], [])
+            if p["ends_at"] > now and domain.applicable(p, product["_id"], provider["_id"])
+        ]
+        add("product", product["_id"], product["version"], product_document(product, provider, terms))
+    return entries
+
+
+async def seed(
+    settings: CatalogSettings,
+    *,
+    providers: int = DEFAULT_PROVIDERS,
+    products: int = DEFAULT_PRODUCTS,
+    promotions: int = DEFAULT_PROMOTIONS,
+    random_seed: int = DEFAULT_RANDOM_SEED,
+    report: Callable[[str], None] = print,
+    batch: int = 1000,
+) -> SeedData | None:
+    """Write the data set into an empty catalog database; returns None (writing nothing) otherwise."""
+    client = create_client(settings)
+    try:
+        store = CatalogStore(database(client, settings), settings.product_partitions)
+        feed = Feed(store, settings.feed_page_size)
+        if not await store.is_empty() or await feed.find_head() > 0:
+            report(
+                f"catalog database {settings.database_name!r} already holds data; nothing written "
+                "(seed an empty database, e.g. CATALOG_MONGODB_DATABASE=<new name>)"
+            )
+            return None
+        started = time.perf_counter()
+        now = utcnow()
+
+        def progress(what: str, done: int, total: int) -> None:
+            report(f"  {what}: {done:,}/{total:,} ({time.perf_counter() - started:.1f}s)")
+
+        data = generate(providers, products, promotions, random_seed, now)
+        entries = feed_entries(data, now)
+        report(
+            f"seeding {settings.database_name!r}: {len(data.providers):,} providers, {len(data.products):,} products, "
+            f"{len(data.promotions):,} promotions, {len(entries):,} feed entries (random seed {random_seed})"
+        )
+        await store.providers.insert_many(data.providers, ordered=False)
+        progress("providers", len(data.providers), len(data.providers))
+        if data.promotions:
+            await store.promotions.insert_many(data.promotions, ordered=False)
+        progress("promotions", len(data.promotions), len(data.promotions))
+        for start in range(0, len(data.products), batch * 4):
+            chunk = data.products[start : start + batch * 4]
+            await store.products.insert_many(chunk)
+            progress("products", start + len(chunk), len(data.products))
+        # Complete pages hold their entries; only the changes after the last full page are
+        # stored one by one (readers and writers look at pages first).
+        page_size = feed.page_size
+        full = len(entries) // page_size
+        for k in range(full):
+            await store.feed_pages.insert_one(page_document(k, entries[k * page_size : (k + 1) * page_size]))
+            progress("feed pages", k + 1, full)
+        tail = entries[full * page_size :]
+        if tail:
+            await store.feed_entries.insert_many(tail, ordered=False)
+        progress("feed entries after the last page", len(tail), len(tail))
+        report(f"done in {time.perf_counter() - started:.1f}s")
+        return data
+    finally:
+        await client.close()
+
+
+def _command(args: argparse.Namespace) -> int:
+    settings = CatalogSettings()
+    result = asyncio.run(
+        seed(
+            settings,
+            providers=args.providers,
+            products=args.products,
+            promotions=args.promotions,
+            random_seed=args.random_seed,
+        )
+    )
+    return 0 if result is not None else 1
+
+
+def register(subparsers: Any) -> None:
+    """Plug `bejo seed` into the `bejo` command (entry point group `bejo.commands`)."""
+    parser = subparsers.add_parser("seed", help="load realistic synthetic catalog data into an empty catalog")
+    parser.add_argument("--providers", type=int, default=DEFAULT_PROVIDERS, help="how many providers (default 1659)")
+    parser.add_argument("--products", type=int, default=DEFAULT_PRODUCTS, help="how many products (default 29477)")
+    parser.add_argument("--promotions", type=int, default=DEFAULT_PROMOTIONS, help="how many promotions")
+    parser.add_argument("--random-seed", type=int, default=DEFAULT_RANDOM_SEED, help="same seed, same data")
+    parser.set_defaults(func=_command)

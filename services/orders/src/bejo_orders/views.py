@@ -1,0 +1,125 @@
+"""Request and response models of the HTTP API (also the stored shape of a checkout's response)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bejo_contracts.common import PaymentMethod
+from bejo_contracts.orders import OrderLine, OrderStatus
+
+from .domain import HistoryEntry, Order
+
+
+class CartLineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    product_id: str = Field(min_length=1, max_length=100, examples=["prd_3f2a"])
+    quantity: int = Field(ge=1, le=1_000_000, examples=[2])
+
+
+class PlaceOrder(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lines: list[CartLineIn] = Field(min_length=1, description="products and quantities; may span several providers")
+    delivery_address: str = Field(min_length=5, max_length=500, examples=["Jl. Pahlawan 110, Surabaya"])
+    rup_code: str = Field(min_length=3, max_length=64, description="Kode RUP", examples=["RUP-35.15-2026-0001"])
+    ppk_id: str = Field(min_length=1, max_length=200, description="`sub` of the approving PPK's token")
+    payment_method: PaymentMethod = Field(examples=["va"])
+
+
+class OrderView(BaseModel):
+    id: str
+    checkout_id: str
+    status: OrderStatus
+    lines: list[OrderLine]
+    total: int = Field(description="integer rupiah: estimated when placed, from the reservation afterwards")
+    provider_id: str
+    provider_name: str
+    pemda: str
+    satker: str
+    pp_id: str
+    ppk_id: str
+    payment_method: PaymentMethod
+    rup_code: str
+    delivery_address: str
+    bast_number: str | None = Field(description="null until received")
+    approval_due_at: datetime | None
+    tracking_note: str | None
+    payment_id: str | None
+    reason: str | None = Field(description="why it was rejected, cancelled or expired")
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, order: Order) -> OrderView:
+        return cls.model_validate(order.model_dump())
+
+
+class CheckoutView(BaseModel):
+    checkout_id: str
+    orders: list[OrderView] = Field(description="one order per provider in the cart")
+
+
+class ReasonIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=1000, examples=["anggaran dialihkan"])
+
+
+class ShipIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tracking_note: str = Field(min_length=1, max_length=1000, examples=["JNE 0123456789"])
+
+
+class OrderList(BaseModel):
+    items: list[OrderView]
+    next_cursor: str | None
+
+
+class HistoryView(BaseModel):
+    order_id: str
+    items: list[HistoryEntry]
+
+
+class ListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: OrderStatus | None = None
+    satker: str | None = Field(default=None, max_length=100)
+    provider_id: str | None = Field(default=None, max_length=100)
+    pemda: str | None = Field(default=None, max_length=50, description="admin/auditor: narrow to a pemda and below")
+    from_: date | None = Field(default=None, alias="from", description="created on or after (ISO date, WIB)")
+    to: date | None = Field(default=None, description="created on or before (ISO date, WIB)")
+    cursor: str | None = None
+    limit: int = Field(default=20, ge=1, le=100)
+
+
+class StatsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pemda: str | None = Field(default=None, max_length=50, description="a pemda code; matches its children too")
+    from_: date | None = Field(default=None, alias="from", description="paid on or after (ISO date, WIB)")
+    to: date | None = Field(default=None, description="paid on or before (ISO date, WIB)")
+
+
+class PemdaFigures(BaseModel):
+    pemda: str
+    orders: int
+    transaction_value: int
+
+
+class PeriodFigures(BaseModel):
+    period: str = Field(examples=["2026-11"])
+    orders: int
+    transaction_value: int
+
+
+class Stats(BaseModel):
+    orders: int = Field(description="orders that are paid or completed")
+    transaction_value: int = Field(description="sum of their totals, integer rupiah")
+    participating_pemda: int
+    by_pemda: list[PemdaFigures]
+    by_period: list[PeriodFigures]

@@ -1,0 +1,123 @@
+"""Fixtures for the catalog tests: a catalog service on the real servers, in its own database and
+bus namespace, plus helpers to register providers and list products through its HTTP API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from pymongo import AsyncMongoClient
+from support import bearer, serve, service_settings, token
+
+from bejo_catalog.api import SERVICE
+from bejo_catalog.app import build
+from bejo_catalog.service import CatalogService
+from bejo_catalog.settings import CatalogSettings
+from bejo_contracts.topology import QueueSpec
+from bejo_kit.bus import Bus, namespaced_spec
+
+ADMIN = bearer(token("admin", "admin-biro-pbj", pemda="35"))
+
+
+def provider_body(**overrides: Any) -> dict[str, Any]:
+    return {
+        "name": "CV Sumber Rejeki",
+        "legal_entity": "CV",
+        "nib": "1234567890123",
+        "npwp": "01.234.567.8-901.000",
+        "pkp": True,
+        "pemda_code": "35.15",
+        "address": "Jl. Raya Porong 1, Sidoarjo",
+        "email": "cv@example.id",
+        "phone": "+62315550100",
+        **overrides,
+    }
+
+
+def product_body(**overrides: Any) -> dict[str, Any]:
+    return {
+        "name": "Kopi Robusta Dampit 1kg",
+        "description": "Kopi bubuk robusta dari Dampit, Malang",
+        "category": "makanan-minuman.kopi-teh",
+        "unit": "pak",
+        "price": 95000,
+        "het": 120000,
+        "stock": 5,
+        "min_order_qty": 1,
+        **overrides,
+    }
+
+
+def penyedia(provider_id: str) -> dict[str, str]:
+    return bearer(token("penyedia", f"user-{provider_id}", provider_id=provider_id))
+
+
+@dataclass
+class Catalog:
+    http: aiohttp.ClientSession
+    service: CatalogService
+    settings: CatalogSettings
+
+    async def call(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+        async with self.http.request(method, path, **kw) as resp:
+            body = await resp.json(content_type=None) if resp.status != 304 else None
+            return resp.status, body
+
+    async def provider(self, provider_id: str, *, verify: bool = True, **fields: Any) -> dict[str, Any]:
+        status, body = await self.call(
+            "POST", "/api/v1/providers", json=provider_body(**fields), headers=penyedia(provider_id)
+        )
+        assert status == 201, body
+        if verify:
+            status, body = await self.call(
+                "POST", f"/api/v1/providers/{provider_id}/verify", json={"reason": "dokumen lengkap"}, headers=ADMIN
+            )
+            assert status == 200, body
+        return dict(body)
+
+    async def product(self, provider_id: str, **fields: Any) -> dict[str, Any]:
+        status, body = await self.call(
+            "POST", "/api/v1/products", json=product_body(**fields), headers=penyedia(provider_id)
+        )
+        assert status == 201, body
+        return dict(body)
+
+
+def catalog_settings(amqp_url: str, mongodb_url: str, unique: str, **overrides: Any) -> CatalogSettings:
+    return service_settings(
+        CatalogSettings,
+        amqp_url=amqp_url,
+        mongodb_url=mongodb_url,
+        namespace=unique,
+        product_partitions=4,
+        feed_tail_interval=0.05,
+        **overrides,
+    )
+
+
+@pytest.fixture
+async def catalog(
+    amqp_url: str, mongodb_url: str, unique: str, mongo_client: AsyncMongoClient[dict[str, object]]
+) -> AsyncIterator[Catalog]:
+    settings = catalog_settings(amqp_url, mongodb_url, unique)
+    await bind_event_sink(settings, unique)
+    app = build(settings)
+    try:
+        async with serve(app) as base, aiohttp.ClientSession(base_url=base) as http:
+            yield Catalog(http, app[SERVICE], settings)
+    finally:
+        await mongo_client.drop_database(settings.database_name)
+
+
+async def bind_event_sink(settings: CatalogSettings, unique: str) -> None:
+    """Bind a queue to every catalog event in the test's namespace, as the orders service would;
+    otherwise the broker returns the events as unroutable and the relay keeps retrying them."""
+    bus = Bus(settings, source="bejo/test-sink")
+    await bus.connect()
+    try:
+        await bus.declare_queue(namespaced_spec(settings, QueueSpec(f"sink.{unique}", ("bejo.catalog.#",))))
+    finally:
+        await bus.close()

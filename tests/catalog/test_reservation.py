@@ -1,0 +1,230 @@
+"""Stock reservation driven by real order events on the bus, and the no-overselling guarantee."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from catalog_harness import ADMIN, Catalog, penyedia
+from support import wait_until
+
+from bejo_catalog.domain import RequestedLine
+from bejo_contracts import SYSTEM, Envelope, EventData
+from bejo_contracts.orders import OrderCancelled, OrderLine, OrderPlaced, OrderShipped
+from bejo_contracts.topology import QueueSpec
+from bejo_kit.bus import Bus, IncomingEvent
+
+pytestmark = pytest.mark.integration
+
+
+class StockEvents:
+    """Collects the catalog's stock events from a queue of the test's own, per order id."""
+
+    def __init__(self) -> None:
+        self.by_order: dict[str, list[Envelope]] = {}
+
+    async def handle(self, event: IncomingEvent) -> None:
+        self.by_order.setdefault(event.envelope.data["order_id"], []).append(event.envelope)
+
+    def types(self, order_id: str) -> list[str]:
+        return [e.type.split(".")[-2] for e in self.by_order.get(order_id, [])]
+
+    def last(self, order_id: str) -> dict[str, Any]:
+        return self.by_order[order_id][-1].data
+
+
+@pytest.fixture
+async def bus(catalog: Catalog, unique: str) -> AsyncIterator[tuple[Bus, StockEvents]]:
+    bus = Bus(catalog.settings, source="bejo/test-orders")
+    events = StockEvents()
+    bus.subscribe(QueueSpec(f"probe.{unique}", ("bejo.catalog.stock.*.v1",)), events.handle)
+    await bus.connect()
+    await bus.start_consuming()
+    yield bus, events
+    await bus.close()
+
+
+def order_event(
+    model: type[EventData], order_id: str, provider_id: str, lines: list[tuple[str, int]], **extra: Any
+) -> EventData:
+    return model(
+        order_id=order_id,
+        checkout_id=f"co-{order_id}",
+        pemda="35.15",
+        satker="dinkes-sidoarjo",
+        pp_id="pp-1",
+        pp_name="Budi",
+        ppk_id="ppk-1",
+        provider_id=provider_id,
+        provider_name="CV Uji",
+        provider_pkp=True,
+        payment_method="va",
+        rup_code="RUP-2026-001",
+        delivery_address="Jl. Pahlawan 1, Sidoarjo",
+        lines=[OrderLine(product_id=p, name="x", unit="pak", quantity=q, unit_price=1000) for p, q in lines],
+        total=1000 * sum(q for _, q in lines),
+        from_status=None,
+        status="placed",
+        actor=SYSTEM,
+        occurred_at=datetime.now(UTC),
+        **extra,
+    )
+
+
+async def stock_of(catalog: Catalog, product_id: str) -> int:
+    product = await catalog.service.store.product(product_id)
+    assert product is not None
+    return int(product["stock"])
+
+
+async def test_all_or_nothing_reservation_release_and_redelivery(
+    catalog: Catalog, bus: tuple[Bus, StockEvents]
+) -> None:
+    publisher, events = bus
+    await catalog.provider("prv-a")
+    kopi = await catalog.product("prv-a", name="Kopi", price=50000, het=None, stock=5)
+    teh = await catalog.product("prv-a", name="Teh", price=20000, het=None, stock=2)
+    now = datetime.now(UTC)
+    status, _ = await catalog.call(
+        "POST",
+        "/api/v1/promotions",
+        headers=penyedia("prv-a"),
+        json={
+            "name": "Harbolnas",
+            "scope": "products",
+            "product_ids": [kopi["id"]],
+            "discount_kind": "percent",
+            "discount_value": 10,
+            "free_shipping": True,
+            "starts_at": (now.replace(year=now.year - 1)).isoformat(),
+            "ends_at": (now.replace(year=now.year + 1)).isoformat(),
+        },
+    )
+    assert status == 201
+
+    # One line cannot be served: nothing is reserved.
+    too_much = order_event(OrderPlaced, "ord-1", "prv-a", [(kopi["id"], 3), (teh["id"], 3)])
+    await publisher.publish(publisher.envelope(too_much))
+    await wait_until(lambda: events.types("ord-1"))
+    assert events.types("ord-1") == ["rejected"]
+    assert [(r["product_id"], r["code"]) for r in events.last("ord-1")["rejections"]] == [(teh["id"], "out_of_stock")]
+    assert (await stock_of(catalog, kopi["id"]), await stock_of(catalog, teh["id"])) == (5, 2)
+
+    placed = publisher.envelope(order_event(OrderPlaced, "ord-2", "prv-a", [(kopi["id"], 3), (teh["id"], 2)]))
+    await publisher.publish(placed)
+    await wait_until(lambda: events.types("ord-2"))
+    reserved = events.last("ord-2")
+    assert events.types("ord-2") == ["reserved"]
+    assert [
+        (x["product_id"], x["quantity"], x["list_price"], x["unit_price"], x["free_shipping"])
+        for x in reserved["lines"]
+    ] == [
+        (kopi["id"], 3, 50000, 45000, True),
+        (teh["id"], 2, 20000, 20000, False),
+    ]
+    assert reserved["total"] == 3 * 45000 + 2 * 20000
+    assert reserved["provider_name"] == "CV Sumber Rejeki" and reserved["provider_pkp"] is True
+    assert (await stock_of(catalog, kopi["id"]), await stock_of(catalog, teh["id"])) == (2, 0)
+
+    # The same OrderPlaced delivered again has no second effect.
+    await publisher.publish(placed)
+    cancelled = order_event(OrderCancelled, "ord-2", "prv-a", [(kopi["id"], 3), (teh["id"], 2)], reason="batal")
+    await publisher.publish(publisher.envelope(cancelled))
+    await wait_until(lambda: "released" in events.types("ord-2"))
+    assert (await stock_of(catalog, kopi["id"]), await stock_of(catalog, teh["id"])) == (5, 2)
+    # ... not even after the release: the record says the order is done.
+    await publisher.publish(placed)
+    await publisher.publish(publisher.envelope(cancelled))
+    await publisher.publish(publisher.envelope(order_event(OrderPlaced, "ord-3", "prv-a", [(teh["id"], 1)])))
+    await wait_until(lambda: events.types("ord-3"))
+    assert events.types("ord-2") == ["reserved", "released"]
+    assert (await stock_of(catalog, kopi["id"]), await stock_of(catalog, teh["id"])) == (5, 1)
+
+    # Shipping makes the reservation final: a later cancel gives nothing back.
+    shipped = order_event(OrderShipped, "ord-3", "prv-a", [(teh["id"], 1)], tracking_note="JNE 123")
+    await publisher.publish(publisher.envelope(shipped))
+    await wait_until(lambda: "committed" in events.types("ord-3"))
+    assert await catalog.service.release("ord-3", "prv-a", [RequestedLine(teh["id"], 1)]) == "committed"
+    assert await stock_of(catalog, teh["id"]) == 1
+    product = await catalog.service.store.product(teh["id"])
+    assert product is not None and product["holds"] == []
+
+
+async def test_rejection_reasons_per_line(catalog: Catalog, bus: tuple[Bus, StockEvents]) -> None:
+    publisher, events = bus
+    await catalog.provider("prv-a")
+    await catalog.provider("prv-suspended")
+    await catalog.provider("prv-pending", verify=False)
+    inactive = await catalog.product("prv-a", name="Map Plastik")
+    await catalog.call("DELETE", f"/api/v1/products/{inactive['id']}", headers=penyedia("prv-a"))
+    bulk = await catalog.product("prv-a", name="Air Mineral 600ml", min_order_qty=24, stock=100)
+    scarce = await catalog.product("prv-a", name="Toner HP 85A", stock=1)
+    suspended = await catalog.product("prv-suspended")
+    await catalog.call(
+        "POST",
+        "/api/v1/providers/prv-suspended/suspend",
+        json={"reason": "izin dicabut"},
+        headers=ADMIN,
+    )
+    pending = await catalog.product("prv-pending")
+
+    orders = {
+        "ord-a": ("prv-a", [("prd-missing", 1), (inactive["id"], 1), (bulk["id"], 12), (scarce["id"], 2)]),
+        "ord-s": ("prv-suspended", [(suspended["id"], 1)]),
+        "ord-p": ("prv-pending", [(pending["id"], 1)]),
+        "ord-x": ("prv-a", [(suspended["id"], 1)]),  # someone else's product
+    }
+    for order_id, (provider_id, lines) in orders.items():
+        await publisher.publish(publisher.envelope(order_event(OrderPlaced, order_id, provider_id, lines)))
+    await wait_until(lambda: all(events.types(o) for o in orders))
+    codes = {o: [r["code"] for r in events.last(o)["rejections"]] for o in orders}
+    assert codes == {
+        "ord-a": ["not_found", "inactive", "below_min_qty", "out_of_stock"],
+        "ord-s": ["provider_suspended"],
+        "ord-p": ["provider_not_verified"],
+        "ord-x": ["not_found"],
+    }
+    assert await stock_of(catalog, bulk["id"]) == 100 and await stock_of(catalog, scarce["id"]) == 1
+
+
+async def test_cancel_before_placement_leaves_a_tombstone(catalog: Catalog) -> None:
+    await catalog.provider("prv-a")
+    product = await catalog.product("prv-a", stock=3)
+    lines = [RequestedLine(product["id"], 2)]
+    assert await catalog.service.release("ord-late", "prv-a", lines) == "released"
+    assert await catalog.service.reserve("ord-late", "prv-a", lines) == "released"
+    assert await stock_of(catalog, product["id"]) == 3
+
+
+async def test_interrupted_reservation_resumes_without_double_taking(catalog: Catalog) -> None:
+    """A crash after taking one line's stock: the redelivered OrderPlaced finishes the job and
+    does not take that line twice (the product's `holds` records the order)."""
+    await catalog.provider("prv-a")
+    first = await catalog.product("prv-a", stock=5)
+    second = await catalog.product("prv-a", stock=5)
+    store = catalog.service.store
+    await store.reservations.insert_one(
+        {"_id": "ord-crash", "state": "reserving", "provider_id": "prv-a", "lines": [], "created_at": datetime.now(UTC)}
+    )
+    await store.products.update_one(first["id"], {"$inc": {"stock": -2}, "$push": {"holds": "ord-crash"}})
+    lines = [RequestedLine(first["id"], 2), RequestedLine(second["id"], 3)]
+    assert await catalog.service.reserve("ord-crash", "prv-a", lines) == "reserved"
+    assert (await stock_of(catalog, first["id"]), await stock_of(catalog, second["id"])) == (3, 2)
+
+
+async def test_200_concurrent_reservations_on_stock_10_reserve_exactly_10(catalog: Catalog) -> None:
+    await catalog.provider("prv-a")
+    product = await catalog.product("prv-a", name="Masker KN95", stock=10)
+    outcomes = await asyncio.gather(
+        *(
+            catalog.service.reserve(f"ord-{uuid.uuid4().hex[:8]}", "prv-a", [RequestedLine(product["id"], 1)])
+            for _ in range(200)
+        )
+    )
+    assert outcomes.count("reserved") == 10 and outcomes.count("rejected") == 190
+    stored = await catalog.service.store.product(product["id"])
+    assert stored is not None and stored["stock"] == 0 and len(stored["holds"]) == 10

@@ -1,0 +1,181 @@
+"""Fixtures of the payments tests: the service running on the real bus and store, a publisher of order
+events in the same bus namespace, and a listener that records what payments publishes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import pytest
+from pymongo import AsyncMongoClient
+from support import bearer, serve, service_settings, token, wait_until
+
+from bejo_contracts import SYSTEM, Envelope
+from bejo_contracts.orders import OrderCancelled, OrderLine, OrderReceived
+from bejo_contracts.topology import QueueSpec
+from bejo_kit.bus import Bus, IncomingEvent
+from bejo_kit.settings import KitSettings
+from bejo_payments import api
+from bejo_payments.app import build
+from bejo_payments.service import PaymentsService
+from bejo_payments.settings import PaymentsSettings
+
+PEMDA = "35.15"
+
+
+@dataclass
+class Payments:
+    base_url: str
+    settings: PaymentsSettings
+    service: PaymentsService
+    bus: Bus
+    http: aiohttp.ClientSession
+    satker: str
+    provider_id: str
+    events: list[Envelope] = field(default_factory=list)
+
+    # -- tokens -----------------------------------------------------------------------------------
+
+    def bendahara(self, satker: str | None = None) -> dict[str, str]:
+        return bearer(token("bendahara", "bend-1", pemda=PEMDA, satker=satker or self.satker))
+
+    def admin(self, pemda: str = "35") -> dict[str, str]:
+        return bearer(token("admin", "admin-1", pemda=pemda))
+
+    # -- order events -----------------------------------------------------------------------------
+
+    def received(
+        self, *, lines: list[tuple[int, int]], pkp: bool = True, method: str = "va", order_id: str | None = None
+    ) -> OrderReceived:
+        return OrderReceived(
+            order_id=order_id or f"ord-{uuid.uuid4().hex[:8]}",
+            checkout_id="chk-1",
+            pemda=PEMDA,
+            satker=self.satker,
+            pp_id="pp-1",
+            pp_name="Pejabat Pengadaan",
+            ppk_id="ppk-1",
+            provider_id=self.provider_id,
+            provider_name="CV Sumber Rejeki",
+            provider_pkp=pkp,
+            payment_method=method,  # type: ignore[arg-type]
+            rup_code="RUP-2026-0001",
+            delivery_address="Jl. Pahlawan 1, Sidoarjo",
+            lines=[
+                OrderLine(product_id=f"p{i}", name=f"Barang {i}", unit="pcs", quantity=q, unit_price=p)
+                for i, (q, p) in enumerate(lines)
+            ],
+            total=sum(q * p for q, p in lines),
+            from_status="shipped",
+            status="received",
+            actor=SYSTEM,
+            occurred_at=datetime.now(UTC),
+            bast_number="BAST/35.15/2026/0001",
+        )
+
+    async def publish(self, data: OrderReceived | OrderCancelled) -> Envelope:
+        envelope = self.bus.envelope(data)
+        await self.bus.publish(envelope)
+        return envelope
+
+    async def invoiced(self, order: OrderReceived) -> dict[str, Any]:
+        """Publish the OrderReceived and wait until its payment exists."""
+        await self.publish(order)
+        return await self.payment_of(order.order_id)
+
+    async def payment_of(self, order_id: str) -> dict[str, Any]:
+        async def found() -> dict[str, Any] | None:
+            body = await self.get(f"/api/v1/payments?order_id={order_id}", self.admin())
+            return body["items"][0] if body["items"] else None
+
+        result: dict[str, Any] = await wait_until(found)
+        return result
+
+    # -- HTTP -------------------------------------------------------------------------------------
+
+    async def get(self, path: str, headers: dict[str, str], status: int = 200) -> Any:
+        async with self.http.get(self.base_url + path, headers=headers) as response:
+            body = await response.json(content_type=None)
+            assert response.status == status, body
+            return body
+
+    async def post(self, path: str, headers: dict[str, str], json: Any = None, status: int = 200) -> Any:
+        async with self.http.post(self.base_url + path, headers=headers, json=json) as response:
+            body = await response.json(content_type=None)
+            assert response.status == status, body
+            return body
+
+    async def ledger(self, payment_id: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = (await self.get(f"/api/v1/payments/{payment_id}/ledger", self.admin()))["items"]
+        return items
+
+    async def sandbox_pay(self, va_number: str, amount: int) -> dict[str, Any]:
+        result: dict[str, Any] = await self.post(f"/api/v1/sandbox/va/{va_number}/pay", {}, {"amount": amount})
+        return result
+
+    def events_of(self, payment_id: str, event_type: str | None = None) -> list[Envelope]:
+        """Distinct events (by id) about a payment: the outbox delivers at least once, so a consumer may
+        see an event twice and must drop the repeat, as this does."""
+        distinct = {e.id: e for e in self.events}
+        return [
+            e for e in distinct.values() if e.subject == payment_id and (event_type is None or e.type == event_type)
+        ]
+
+
+StartPayments = Callable[..., Any]
+
+
+@pytest.fixture
+def start_payments(amqp_url: str, mongodb_url: str, unique: str) -> StartPayments:
+    @asynccontextmanager
+    async def start(**overrides: Any) -> AsyncIterator[Payments]:
+        settings = service_settings(
+            PaymentsSettings,
+            amqp_url=amqp_url,
+            mongodb_url=mongodb_url,
+            namespace=unique,
+            sandbox_enabled=True,
+            expiry_check_interval_seconds=0.05,
+            **overrides,
+        )
+        app = build(settings)
+        listener_settings = KitSettings(
+            service_name="payments-test",
+            amqp_url=amqp_url,
+            bus_namespace=settings.bus_namespace,
+            bus_queue_expires_ms=120_000,
+            retry_delays_ms=[50],
+        )
+        bus = Bus(listener_settings, source="bejo/orders-test")
+        harness_events: list[Envelope] = []
+
+        async def record(event: IncomingEvent) -> None:
+            harness_events.append(event.envelope)
+
+        bus.subscribe(QueueSpec(f"test-listener-{unique}", ("bejo.payments.#",)), record)
+        await bus.connect()
+        await bus.start_consuming()
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url)
+        try:
+            async with serve(app) as base_url, aiohttp.ClientSession() as http:
+                yield Payments(
+                    base_url=base_url,
+                    settings=settings,
+                    service=app[api.SERVICE],
+                    bus=bus,
+                    http=http,
+                    satker=f"dinkes-{unique}",
+                    provider_id=f"prov-{unique}",
+                    events=harness_events,
+                )
+        finally:
+            await bus.close()
+            await client.drop_database(settings.database_name)
+            await client.close()
+
+    return start
