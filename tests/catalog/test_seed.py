@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import aio_pika
 import aiohttp
 import pytest
 from catalog_harness import catalog_settings
@@ -14,6 +15,9 @@ from support import serve
 from bejo_catalog import categories, domain
 from bejo_catalog.app import build
 from bejo_catalog.seed import PEMDAS, generate, seed
+from bejo_contracts.catalog import ProductUpserted
+from bejo_contracts.topology import QueueSpec
+from bejo_kit.bus import Bus, namespaced, namespaced_spec
 
 
 def test_generation_is_repeatable_and_valid() -> None:
@@ -33,15 +37,32 @@ def test_generation_is_repeatable_and_valid() -> None:
         assert product["category"] in categories.BY_ID and product["stock"] >= 0
 
 
+async def count_messages(amqp_url: str, queue_name: str) -> int:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        queue = await (await connection.channel()).get_queue(queue_name)
+        count = 0
+        while await queue.get(no_ack=True, fail=False, timeout=5) is not None:
+            count += 1
+        return count
+
+
 @pytest.mark.integration
 async def test_seed_then_serve(
     amqp_url: str, mongodb_url: str, unique: str, mongo_client: AsyncMongoClient[dict[str, object]]
 ) -> None:
     settings = catalog_settings(amqp_url, mongodb_url, unique, feed_page_size=50)
     lines: list[str] = []
+    # Stand in for the orders service's product queue, to count the seed's announcements.
+    announced = QueueSpec(f"announced.{unique}", (ProductUpserted.TYPE,))
+    bus = Bus(settings)
+    await bus.connect()
+    await bus.declare_queue(namespaced_spec(settings, announced))
     try:
         data = await seed(settings, providers=30, products=240, promotions=6, report=lines.append)
         assert data is not None and any("products: 240/240" in line for line in lines)
+        assert any("announced: 240/240" in line for line in lines) and not any("warning" in line for line in lines)
+        assert await count_messages(settings.amqp_url, namespaced(settings, announced.name)) == 240
         assert await seed(settings, providers=30, products=240, report=lines.append) is None
         assert "already holds data" in lines[-1]
 
@@ -65,4 +86,5 @@ async def test_seed_then_serve(
             }
             assert expected <= {p["id"] for p in found["items"]}
     finally:
+        await bus.close()
         await mongo_client.drop_database(settings.database_name)

@@ -13,12 +13,16 @@ import argparse
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from aio_pika.exceptions import PublishError
+
+from bejo_contracts.catalog import ProductUpserted
 from bejo_contracts.pricing import PromotionTerms
+from bejo_kit.bus import Bus
 from bejo_kit.mongo import Document, create_client, database, utcnow
 
 from . import domain
@@ -288,12 +292,24 @@ def generate(providers: int, products: int, promotions: int, random_seed: int, n
     return SeedData(provider_docs, product_docs, promotion_docs)
 
 
-def feed_entries(data: SeedData, now: datetime) -> list[Document]:
-    """The change feed for freshly seeded data: every provider, then every product."""
+def products_with_terms(data: SeedData, now: datetime) -> Iterator[tuple[Document, Document, list[PromotionTerms]]]:
+    """Each product with its provider and the promotions that apply to it now or later."""
     providers = {p["_id"]: p for p in data.providers}
     promotions_of: dict[str, list[Document]] = {}
     for promotion in data.promotions:
         promotions_of.setdefault(promotion["provider_id"], []).append(promotion)
+    for product in data.products:
+        provider = providers[product["provider_id"]]
+        terms: list[PromotionTerms] = [
+            terms_of(p)
+            for p in promotions_of.get(provider["_id"], [])
+            if p["ends_at"] > now and domain.applicable(p, product["_id"], provider["_id"])
+        ]
+        yield product, provider, terms
+
+
+def feed_entries(data: SeedData, now: datetime) -> list[Document]:
+    """The change feed for freshly seeded data: every provider, then every product."""
     entries: list[Document] = []
 
     def add(kind: str, object_id: str, version: int, document: dict[str, Any]) -> None:
@@ -312,15 +328,38 @@ def feed_entries(data: SeedData, now: datetime) -> list[Document]:
 
     for provider in data.providers:
         add("provider", provider["_id"], provider["version"], public_provider(provider))
-    for product in data.products:
-        provider = providers[product["provider_id"]]
-        terms: list[PromotionTerms] = [
-            terms_of(p)
-            for p in promotions_of.get(provider["_id"], [])
-            if p["ends_at"] > now and domain.applicable(p, product["_id"], provider["_id"])
-        ]
+    for product, provider, terms in products_with_terms(data, now):
         add("product", product["_id"], product["version"], product_document(product, provider, terms))
     return entries
+
+
+async def announce(
+    settings: CatalogSettings, data: SeedData, now: datetime, report: Callable[[str], None], window: int = 500
+) -> int:
+    """Publish `ProductUpserted` for every seeded product, so that services keeping a copy of the
+    catalog (orders' product read model) learn of them. The seed writes in bulk, past the outbox,
+    so it announces with broker confirms itself. Returns how many were unroutable (nobody bound yet)."""
+    bus = Bus(settings)
+    await bus.connect()
+    unroutable = 0
+    try:
+        started = time.perf_counter()
+        envelopes = [
+            bus.envelope(ProductUpserted(product=domain.snapshot(product, provider, terms)))
+            for product, provider, terms in products_with_terms(data, now)
+        ]
+        for start in range(0, len(envelopes), window):
+            errors = await bus.publish_many(envelopes[start : start + window])
+            unroutable += sum(1 for e in errors if isinstance(e, PublishError))
+            failed = [e for e in errors if e is not None and not isinstance(e, PublishError)]
+            if failed:
+                raise failed[0]
+            done = start + min(window, len(envelopes) - start)
+            if done % (window * 10) == 0 or done == len(envelopes):
+                report(f"  announced: {done:,}/{len(envelopes):,} ({time.perf_counter() - started:.1f}s)")
+    finally:
+        await bus.close()
+    return unroutable
 
 
 async def seed(
@@ -332,6 +371,7 @@ async def seed(
     random_seed: int = DEFAULT_RANDOM_SEED,
     report: Callable[[str], None] = print,
     batch: int = 1000,
+    announce_products: bool = True,
 ) -> SeedData | None:
     """Write the data set into an empty catalog database; returns None (writing nothing) otherwise."""
     client = create_client(settings)
@@ -376,6 +416,14 @@ async def seed(
         if tail:
             await store.feed_entries.insert_many(tail, ordered=False)
         progress("feed entries after the last page", len(tail), len(tail))
+        if announce_products:
+            unroutable = await announce(settings, data, now, report)
+            if unroutable:
+                report(
+                    f"warning: {unroutable:,} product announcements reached no queue: the orders service was "
+                    "never started on this broker, so it cannot take orders for seeded products yet. "
+                    "Start the services first (make run), then seed."
+                )
         report(f"done in {time.perf_counter() - started:.1f}s")
         return data
     finally:
@@ -391,6 +439,7 @@ def _command(args: argparse.Namespace) -> int:
             products=args.products,
             promotions=args.promotions,
             random_seed=args.random_seed,
+            announce_products=not args.no_announce,
         )
     )
     return 0 if result is not None else 1
@@ -403,4 +452,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--products", type=int, default=DEFAULT_PRODUCTS, help="how many products (default 29477)")
     parser.add_argument("--promotions", type=int, default=DEFAULT_PROMOTIONS, help="how many promotions")
     parser.add_argument("--random-seed", type=int, default=DEFAULT_RANDOM_SEED, help="same seed, same data")
+    parser.add_argument(
+        "--no-announce", action="store_true", help="do not publish product events for the seeded products"
+    )
     parser.set_defaults(func=_command)
