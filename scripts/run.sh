@@ -19,7 +19,9 @@ export NOTIFICATIONS_SMTP_PORT="${NOTIFICATIONS_SMTP_PORT:-1025}"
 
 pids=()
 names=()
+stopping=""
 stop_all() {
+    stopping=1
     trap - INT TERM EXIT
     echo
     echo "stopping ${names[*]:-nothing}"
@@ -78,4 +80,4 @@ bejo is running:
 Ctrl-C stops the services (make infra-down stops RabbitMQ and the Mongo-wire server).
 EOF2
 wait -n "${pids[@]}" || true
-echo "a process exited; see .state/logs/" >&2
+[[ -z "$stopping" ]] && echo "a process exited; see .state/logs/ (stopping the others)" >&2
