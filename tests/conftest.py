@@ -75,6 +75,8 @@ def kit_settings(amqp_url: str, mongodb_url: str, unique: str) -> KitSettings:
         amqp_url=amqp_url,
         mongodb_url=mongodb_url,
         mongodb_database=f"test_kit_{unique}",
+        bus_namespace=f"t{unique}.",
+        bus_queue_expires_ms=120_000,
         retry_delays_ms=[100, 200],
         outbox_poll_interval=0.05,
         log_json=True,

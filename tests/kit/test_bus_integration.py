@@ -18,7 +18,7 @@ import pytest
 from bejo_contracts import SYSTEM, Envelope, topology
 from bejo_contracts.catalog import ProviderRegistered
 from bejo_contracts.topology import QueueSpec
-from bejo_kit.bus import Bus, IncomingEvent
+from bejo_kit.bus import Bus, IncomingEvent, namespaced
 from bejo_kit.dlq import ParkedMessage, list_parked, replay_parked
 from bejo_kit.inbox import guarded
 from bejo_kit.mongo import create_client, database
@@ -82,7 +82,7 @@ async def delete_queues(amqp_url: str, spec: QueueSpec, settings: KitSettings) -
     async with connection:
         channel = await connection.channel()
         for name in [spec.name, spec.dead_letter_queue, *(spec.retry_queue(d) for d in settings.retry_delays_ms)]:
-            await channel.queue_delete(name)
+            await channel.queue_delete(namespaced(settings, name))
 
 
 async def test_publish_consume_round_trip_carries_ids(bus: Bus, kit_settings: KitSettings, unique: str) -> None:
@@ -172,12 +172,12 @@ def registered(spec: QueueSpec) -> Iterator[None]:
 
 async def _list(settings: KitSettings, spec: QueueSpec) -> list[ParkedMessage]:
     with registered(spec):
-        return await list_parked(settings.amqp_url, queue=spec.name)
+        return await list_parked(settings.amqp_url, queue=spec.name, namespace=settings.bus_namespace)
 
 
 async def _replay(settings: KitSettings, spec: QueueSpec) -> list[ParkedMessage]:
     with registered(spec):
-        return await replay_parked(settings.amqp_url, queue=spec.name)
+        return await replay_parked(settings.amqp_url, queue=spec.name, namespace=settings.bus_namespace)
 
 
 async def test_duplicate_delivery_has_one_effect(bus: Bus, kit_settings: KitSettings, unique: str) -> None:
