@@ -47,7 +47,8 @@ run: venv infra  ## start infrastructure, every service and the gateway; Ctrl-C 
 lint:  ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs/bejo_kit/src libs/bejo_contracts/src libs/bejo_cli/src
+	$(BIN)/mypy --config-file pyproject.toml libs/bejo_kit/src libs/bejo_contracts/src libs/bejo_cli/src \
+		services/catalog/src services/orders/src services/payments/src services/notifications/src gateway/src
 
 fmt:  ## format and autofix
 	$(BIN)/ruff format .
