@@ -154,6 +154,14 @@ async def test_purchase_from_listing_to_completed_payment(platform: Platform) ->
     auditor = support.token("auditor", "bpk-jatim", pemda="35")
     assert (await platform.ok("GET", f"/api/v1/orders/{order_id}", auditor))["id"] == order_id
 
+    # The contracting process is public as OCDS: buyer, supplier, contract value and the payment.
+    package = await platform.ok("GET", f"/api/v1/ocds/releases?pemda={PEMDA}")
+    [release] = package["releases"]
+    assert release["ocid"].endswith(order_id) and release["buyer"]["name"] == SATKER
+    [contract] = release["contracts"]
+    assert contract["value"] == {"amount": 190_000, "currency": "IDR"}
+    assert contract["implementation"]["transactions"][0]["id"] == pay["id"]
+
     # The public figures add up.
     stats = await platform.ok("GET", f"/api/v1/stats?pemda={PEMDA}")
     assert (stats["orders"], stats["transaction_value"], stats["providers"], stats["products"]) == (1, 190_000, 1, 1)

@@ -7,17 +7,21 @@ from typing import Any
 from aiohttp import web
 
 from bejo_kit.api import ApiRequest, Reply, Router
+from bejo_kit.mongo import utcnow
 
+from . import ocds
 from .domain import Action
 from .service import IDEMPOTENCY_HEADER, OrdersService
 from .views import (
     CheckoutView,
     HistoryView,
     ListQuery,
+    OcdsQuery,
     OrderList,
     OrderView,
     PlaceOrder,
     ReasonIn,
+    ReleasePackage,
     ShipIn,
     Stats,
     StatsQuery,
@@ -39,6 +43,18 @@ def service_of(req: ApiRequest[Any, Any]) -> OrdersService:
 async def order_stats(req: ApiRequest[None, StatsQuery]) -> Stats:
     """Transparency figures: paid and completed orders by pemda and month (public)."""
     return await service_of(req).stats(req.query)
+
+
+@router.get("/api/v1/ocds/releases", query=OcdsQuery, response=ReleasePackage)
+async def ocds_releases(req: ApiRequest[None, OcdsQuery]) -> dict[str, Any]:
+    """Approved orders as an OCDS 1.1 release package (public; paged with `links.next`)."""
+    service = service_of(req)
+    releases, next_cursor = await service.ocds_releases(req.query)
+    url = req.request.url
+    next_uri = str(url.update_query(cursor=next_cursor)) if next_cursor else None
+    return ocds.release_package(
+        releases, uri=str(url), published=utcnow(), publisher=service.settings.ocds_publisher, next_uri=next_uri
+    )
 
 
 @router.post(

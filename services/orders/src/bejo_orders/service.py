@@ -8,6 +8,7 @@ is not (read-modify-write races across connections), and the lock makes it safe 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hashlib
 import re
 import uuid
@@ -32,11 +33,11 @@ from bejo_kit.mongo import Document, utcnow
 from bejo_kit.paging import decode_cursor, encode_cursor
 from bejo_kit.store import KeyedLocks
 
-from . import domain
+from . import domain, ocds
 from .domain import SYSTEM_CALLER, Action, Caller, IllegalTransition, Order
 from .repository import Repository
 from .settings import OrdersSettings
-from .views import CheckoutView, ListQuery, OrderList, OrderView, PlaceOrder, Stats, StatsQuery
+from .views import CheckoutView, ListQuery, OcdsQuery, OrderList, OrderView, PlaceOrder, Stats, StatsQuery
 
 log = get_logger(__name__)
 
@@ -293,6 +294,26 @@ class OrdersService:
                 ],
             }
         )
+
+    async def ocds_releases(self, query: OcdsQuery) -> tuple[builtins.list[dict[str, Any]], str | None]:
+        """Releases of approved-or-later orders, most recently changed first, and the next cursor."""
+        filter_: dict[str, Any] = {"status": {"$in": list(ocds.PUBLISHED_STATUSES)}}
+        if query.pemda:
+            filter_["pemda"] = {"$regex": f"^{_regex_literal(query.pemda)}(\\.|$)"}
+        docs = await self.repo.scan_orders(filter_, {"inbox": 0, "events": 0})
+        orders = sorted((Order.model_validate(d) for d in docs), key=lambda o: (o.updated_at, o.id), reverse=True)
+        position = decode_cursor(query.cursor)
+        if position is not None:
+            try:
+                after = (datetime.fromisoformat(position["at"]), str(position["id"]))
+            except (KeyError, TypeError, ValueError):
+                raise ValidationProblem.field("cursor", "malformed cursor; pass back links.next") from None
+            orders = [o for o in orders if (o.updated_at, o.id) < after]
+        page = orders[: query.limit]
+        next_cursor = None
+        if len(orders) > query.limit:
+            next_cursor = encode_cursor({"at": page[-1].updated_at.isoformat(), "id": page[-1].id})
+        return [ocds.release(o, self.settings.ocds_ocid_prefix) for o in page], next_cursor
 
     # -- transitions by people --------------------------------------------------------------------
 

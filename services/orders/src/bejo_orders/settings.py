@@ -31,6 +31,9 @@ class OrdersSettings(KitSettings):
     order_partitions: int = Field(16, ge=1, le=256)
     product_partitions: int = Field(16, ge=1, le=256)
     max_lines: int = Field(100, ge=1)
+    # OCDS: the ocid prefix registered for this publisher, and the publisher's name.
+    ocds_ocid_prefix: str = Field("ocds-bejo", min_length=1)
+    ocds_publisher: str = "bejo"
 
     @property
     def caps(self) -> Caps:

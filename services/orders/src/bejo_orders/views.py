@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -123,3 +124,30 @@ class Stats(BaseModel):
     participating_pemda: int
     by_pemda: list[PemdaFigures]
     by_period: list[PeriodFigures]
+
+
+class OcdsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pemda: str | None = Field(default=None, max_length=50, description="a pemda code; matches its children too")
+    limit: int = Field(default=50, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=500, description="opaque, from `links.next`")
+
+
+class OcdsPublisher(BaseModel):
+    name: str
+
+
+class OcdsLinks(BaseModel):
+    next: str
+
+
+class ReleasePackage(BaseModel):
+    """An OCDS 1.1 release package; each release is one order's contracting process."""
+
+    uri: str
+    version: str = Field(examples=["1.1"])
+    publishedDate: str
+    publisher: OcdsPublisher
+    releases: list[dict[str, Any]]
+    links: OcdsLinks | None = None
