@@ -8,12 +8,15 @@ import signal
 import sys
 import textwrap
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import pytest
+from pymongo.asynchronous.database import AsyncDatabase
 
 from bejo_contracts import SYSTEM, Envelope, topology
 from bejo_contracts.catalog import ProviderRegistered
@@ -83,6 +86,34 @@ async def delete_queues(amqp_url: str, spec: QueueSpec, settings: KitSettings) -
         channel = await connection.channel()
         for name in [spec.name, spec.dead_letter_queue, *(spec.retry_queue(d) for d in settings.retry_delays_ms)]:
             await channel.queue_delete(namespaced(settings, name))
+
+
+@dataclass
+class Consumed:
+    """A consumer on a queue of the test's own, collecting event ids, and the test's database."""
+
+    db: AsyncDatabase[dict[str, Any]]
+    received: list[str]
+
+
+@pytest.fixture
+async def consumed(bus: Bus, kit_settings: KitSettings, unique: str) -> AsyncIterator[Consumed]:
+    client = create_client(kit_settings)
+    spec = spec_for(unique)
+    received: list[str] = []
+
+    async def handler(event: IncomingEvent) -> None:
+        received.append(event.id)
+
+    bus.subscribe(spec, handler)
+    await bus.start_consuming()
+    try:
+        yield Consumed(database(client, kit_settings), received)
+    finally:
+        await bus.stop_consuming()
+        await delete_queues(kit_settings.amqp_url, spec, kit_settings)
+        await client.drop_database(kit_settings.database_name)
+        await client.close()
 
 
 async def test_publish_consume_round_trip_carries_ids(bus: Bus, kit_settings: KitSettings, unique: str) -> None:
@@ -209,42 +240,27 @@ async def test_duplicate_delivery_has_one_effect(bus: Bus, kit_settings: KitSett
 
 
 async def test_outbox_relay_publishes_staged_and_appended_events(
-    bus: Bus, kit_settings: KitSettings, unique: str
+    bus: Bus, kit_settings: KitSettings, unique: str, consumed: Consumed
 ) -> None:
-    client = create_client(kit_settings)
-    db = database(client, kit_settings)
-    spec = spec_for(unique)
-    received: list[str] = []
-
-    async def handler(event: IncomingEvent) -> None:
-        received.append(event.id)
-
-    bus.subscribe(spec, handler)
-    await bus.start_consuming()
+    db = consumed.db
     # No relay task running: flush() below sweeps, so this exercises the verify-then-publish path.
     relay = OutboxRelay(db, ["things"], bus, kit_settings)
     outbox = Outbox(db)
-    try:
-        first, second, lost = envelope_for(unique, 4), envelope_for(unique, 5), envelope_for(unique, 6)
-        pending = await outbox.prepare(db.things, "t1", [first])
-        await db.things.insert_one(staged({"_id": "t1", "state": "new"}, pending))
-        pending = await outbox.prepare(db.things, "t1", [second])
-        await db.things.update_one({"_id": "t1"}, with_events({"$set": {"state": "changed"}}, pending))
-        # A hint whose write never happened is not published.
-        await outbox.prepare(db.things, "t1", [lost])
-        assert await relay.flush() == 2
-        await wait_until(lambda: sorted(received) == sorted([first.id, second.id]))
-        doc = await db.things.find_one({"_id": "t1"})
-        assert doc is not None and doc["state"] == "changed"
-        assert [e["id"] for e in doc["events"]] == [first.id, second.id]
-        assert await relay.backlog() == 1  # the lost event's hint, given up after the grace period
-        assert await relay.flush() == 0
-        assert lost.id not in received
-    finally:
-        await bus.stop_consuming()
-        await delete_queues(kit_settings.amqp_url, spec, kit_settings)
-        await client.drop_database(kit_settings.database_name)
-        await client.close()
+    first, second, lost = envelope_for(unique, 4), envelope_for(unique, 5), envelope_for(unique, 6)
+    pending = await outbox.prepare(db.things, "t1", [first])
+    await db.things.insert_one(staged({"_id": "t1", "state": "new"}, pending))
+    pending = await outbox.prepare(db.things, "t1", [second])
+    await db.things.update_one({"_id": "t1"}, with_events({"$set": {"state": "changed"}}, pending))
+    # A hint whose write never happened is not published.
+    await outbox.prepare(db.things, "t1", [lost])
+    assert await relay.flush() == 2
+    await wait_until(lambda: sorted(consumed.received) == sorted([first.id, second.id]))
+    doc = await db.things.find_one({"_id": "t1"})
+    assert doc is not None and doc["state"] == "changed"
+    assert [e["id"] for e in doc["events"]] == [first.id, second.id]
+    assert await relay.backlog() == 1  # the lost event's hint, given up after the grace period
+    assert await relay.flush() == 0
+    assert lost.id not in consumed.received
 
 
 WRITER = textwrap.dedent(
@@ -270,7 +286,7 @@ WRITER = textwrap.dedent(
 
 
 async def test_outbox_survives_process_killed_between_write_and_publish(
-    bus: Bus, kit_settings: KitSettings, unique: str, tmp_path: Path
+    bus: Bus, kit_settings: KitSettings, unique: str, tmp_path: Path, consumed: Consumed
 ) -> None:
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
@@ -289,61 +305,34 @@ async def test_outbox_survives_process_killed_between_write_and_publish(
     await asyncio.wait_for(proc.wait(), 10)
     assert event_id, "writer did not report its event id"
 
-    client = create_client(kit_settings)
-    db = database(client, kit_settings)
-    spec = spec_for(unique)
-    received: list[str] = []
-
-    async def handler(event: IncomingEvent) -> None:
-        received.append(event.id)
-
-    bus.subscribe(spec, handler)
-    await bus.start_consuming()
     # Two relays, as two replicas would run: claims keep them from publishing the event twice.
-    relays = [OutboxRelay(db, ["things"], bus, kit_settings) for _ in range(2)]
+    relays = [OutboxRelay(consumed.db, ["things"], bus, kit_settings) for _ in range(2)]
     try:
         for relay in relays:
             relay.start()
-        await wait_until(lambda: received == [event_id])
+        await wait_until(lambda: consumed.received == [event_id])
         await asyncio.sleep(0.5)
-        assert received == [event_id]
+        assert consumed.received == [event_id]
     finally:
         for relay in relays:
             await relay.stop()
-        await bus.stop_consuming()
-        await delete_queues(kit_settings.amqp_url, spec, kit_settings)
-        await client.drop_database(kit_settings.database_name)
-        await client.close()
 
 
-async def test_settled_writes_are_published_without_a_sweep(bus: Bus, kit_settings: KitSettings, unique: str) -> None:
-    client = create_client(kit_settings)
-    db = database(client, kit_settings)
-    spec = spec_for(unique)
-    received: list[str] = []
-
-    async def handler(event: IncomingEvent) -> None:
-        received.append(event.id)
-
-    bus.subscribe(spec, handler)
-    await bus.start_consuming()
+async def test_settled_writes_are_published_without_a_sweep(
+    bus: Bus, kit_settings: KitSettings, unique: str, consumed: Consumed
+) -> None:
+    db = consumed.db
     relay = OutboxRelay(db, ["things"], bus, kit_settings)
     outbox = Outbox(db, relay)
-    try:
-        applied, refused = envelope_for(unique, 7), envelope_for(unique, 8)
-        pending = await outbox.prepare(db.things, "t2", [applied])
-        await db.things.insert_one(staged({"_id": "t2", "n": 0}, pending))
-        await outbox.settle(pending, applied=True)
-        # A conditional update that matches nothing: its hint is dropped at once.
-        pending = await outbox.prepare(db.things, "t2", [refused])
-        result = await db.things.update_one({"_id": "t2", "n": 99}, with_events({"$inc": {"n": 1}}, pending))
-        await outbox.settle(pending, applied=result.modified_count == 1)
-        assert await relay.publish_ready() == 1
-        await wait_until(lambda: received == [applied.id])
-        assert await relay.backlog() == 0
-        assert await relay.flush() == 0
-    finally:
-        await bus.stop_consuming()
-        await delete_queues(kit_settings.amqp_url, spec, kit_settings)
-        await client.drop_database(kit_settings.database_name)
-        await client.close()
+    applied, refused = envelope_for(unique, 7), envelope_for(unique, 8)
+    pending = await outbox.prepare(db.things, "t2", [applied])
+    await db.things.insert_one(staged({"_id": "t2", "n": 0}, pending))
+    await outbox.settle(pending, applied=True)
+    # A conditional update that matches nothing: its hint is dropped at once.
+    pending = await outbox.prepare(db.things, "t2", [refused])
+    result = await db.things.update_one({"_id": "t2", "n": 99}, with_events({"$inc": {"n": 1}}, pending))
+    await outbox.settle(pending, applied=result.modified_count == 1)
+    assert await relay.publish_ready() == 1
+    await wait_until(lambda: consumed.received == [applied.id])
+    assert await relay.backlog() == 0
+    assert await relay.flush() == 0
