@@ -219,6 +219,7 @@ class OutboxRelay:
                 sent = await self.publish_ready()
                 if loop.time() >= next_sweep:
                     sent += await self.sweep()
+                    await self.backlog()  # keeps the bejo_outbox_backlog gauge current
                     next_sweep = loop.time() + self._settings.outbox_poll_interval
             except Exception as exc:  # noqa: BLE001 - the relay must outlive broker or database blips
                 log.warning("outbox relay pass failed", error=str(exc))
