@@ -165,16 +165,9 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
-    async def ensure_indexes(self) -> None:
-        """Hints are read by scanning one small bucket at a time; nothing to index."""
-
     def ready(self, pending: PendingEvents) -> None:
         for entry in pending.entries:
             self._ready[entry["id"]] = (pending.bucket, entry)
-        self._wakeup.set()
-
-    def wake(self, collection: str | None = None) -> None:
-        """Ask for a pass now."""
         self._wakeup.set()
 
     def start(self) -> None:

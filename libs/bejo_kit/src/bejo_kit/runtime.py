@@ -68,7 +68,6 @@ class Runtime:
             with attempt:
                 await self.db.command("ping")
         await self.indexes.ensure(self.db)
-        await self.relay.ensure_indexes()
         await self.bus.connect()
         for hook in self._on_start:
             await hook()
