@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from bejo_kit.bus import Bus, IncomingEvent, namespaced
 from bejo_kit.dlq import ParkedMessage, list_parked, replay_parked
 from bejo_kit.inbox import guarded
 from bejo_kit.mongo import create_client, database
-from bejo_kit.outbox import Outbox, OutboxRelay, staged, with_events
+from bejo_kit.outbox import OUTBOX, PENDING, Outbox, OutboxRelay
 from bejo_kit.settings import KitSettings
 
 pytestmark = pytest.mark.integration
@@ -239,28 +240,46 @@ async def test_duplicate_delivery_has_one_effect(bus: Bus, kit_settings: KitSett
         await client.close()
 
 
-async def test_outbox_relay_publishes_staged_and_appended_events(
+async def test_outbox_relay_publishes_inserted_and_updated_events(
     bus: Bus, kit_settings: KitSettings, unique: str, consumed: Consumed
 ) -> None:
     db = consumed.db
-    # No relay task running: flush() below sweeps, so this exercises the verify-then-publish path.
+    # This process's writes, published by publish_ready() and then removed from the document.
     relay = OutboxRelay(db, ["things"], bus, kit_settings)
-    outbox = Outbox(db)
-    first, second, lost = envelope_for(unique, 4), envelope_for(unique, 5), envelope_for(unique, 6)
-    pending = await outbox.prepare(db.things, "t1", [first])
-    await db.things.insert_one(staged({"_id": "t1", "state": "new"}, pending))
-    pending = await outbox.prepare(db.things, "t1", [second])
-    await db.things.update_one({"_id": "t1"}, with_events({"$set": {"state": "changed"}}, pending))
-    # A hint whose write never happened is not published.
-    await outbox.prepare(db.things, "t1", [lost])
-    assert await relay.flush() == 2
+    outbox = Outbox(relay)
+    first, second, refused = envelope_for(unique, 4), envelope_for(unique, 5), envelope_for(unique, 6)
+    await outbox.insert_one(db.things, {"_id": "t1", "state": "new", "version": 1}, [first])
+    assert await outbox.update_one(
+        db.things, {"_id": "t1", "version": 1}, {"$set": {"state": "changed"}, "$inc": {"version": 1}}, [second]
+    )
+    # A conditional update that matches nothing writes neither the state nor its event.
+    assert not await outbox.update_one(db.things, {"_id": "t1", "version": 1}, {"$set": {"state": "x"}}, [refused])
+    doc = await db.things.find_one({"_id": "t1"})
+    assert doc is not None and [e["id"] for e in doc[OUTBOX]] == [first.id, second.id] and doc[PENDING] is True
+    assert await relay.publish_ready() == 2
     await wait_until(lambda: sorted(consumed.received) == sorted([first.id, second.id]))
     doc = await db.things.find_one({"_id": "t1"})
-    assert doc is not None and doc["state"] == "changed"
-    assert [e["id"] for e in doc["events"]] == [first.id, second.id]
-    assert await relay.backlog() == 1  # the lost event's hint, given up after the grace period
+    assert doc == {"_id": "t1", "state": "changed", "version": 2}
+    assert await relay.backlog() == 0
     assert await relay.flush() == 0
-    assert lost.id not in consumed.received
+    assert refused.id not in consumed.received
+
+
+async def test_events_written_meanwhile_stay_for_the_next_pass(
+    bus: Bus, kit_settings: KitSettings, unique: str, consumed: Consumed
+) -> None:
+    db = consumed.db
+    relay = OutboxRelay(db, ["things"], bus, kit_settings)
+    early, late = envelope_for(unique, 9), envelope_for(unique, 10)
+    await Outbox(relay).insert_one(db.things, {"_id": "t3"}, [early])
+    # Another replica (no relay of ours) adds an event before our relay publishes the first.
+    await Outbox().update_one(db.things, {"_id": "t3"}, {"$set": {"n": 1}}, [late])
+    assert await relay.publish_ready() == 1
+    doc = await db.things.find_one({"_id": "t3"})
+    assert doc is not None and [e["id"] for e in doc[OUTBOX]] == [late.id] and doc[PENDING] is True
+    assert await relay.flush() == 1  # the sweep, with no grace, takes the late one
+    await wait_until(lambda: sorted(consumed.received) == sorted([early.id, late.id]))
+    assert await db.things.find_one({"_id": "t3"}) == {"_id": "t3", "n": 1}
 
 
 WRITER = textwrap.dedent(
@@ -268,15 +287,14 @@ WRITER = textwrap.dedent(
     import asyncio, os, sys
     from bejo_contracts import Envelope
     from bejo_kit.mongo import create_client, database
-    from bejo_kit.outbox import Outbox, staged
+    from bejo_kit.outbox import Outbox
     from bejo_kit.settings import KitSettings
 
     async def main():
         settings = KitSettings(service_name="kit-test", mongodb_database=sys.argv[1])
         db = database(create_client(settings), settings)
         envelope = Envelope(source="bejo/test", type=sys.argv[2], data={"provider_id": "prov-crash"})
-        pending = await Outbox(db).prepare(db.things, "crash", [envelope])
-        await db.things.insert_one(staged({"_id": "crash"}, pending))
+        await Outbox().insert_one(db.things, {"_id": "crash"}, [envelope])
         print(envelope.id, flush=True)
         await asyncio.sleep(3600)  # killed here: written, never published
 
@@ -305,34 +323,15 @@ async def test_outbox_survives_process_killed_between_write_and_publish(
     await asyncio.wait_for(proc.wait(), 10)
     assert event_id, "writer did not report its event id"
 
-    # Two relays, as two replicas would run: claims keep them from publishing the event twice.
-    relays = [OutboxRelay(consumed.db, ["things"], bus, kit_settings) for _ in range(2)]
+    # Two relays, as two replicas would run: the lease keeps them from publishing the event twice.
+    relays = [OutboxRelay(consumed.db, ["things"], bus, kit_settings, grace=timedelta(seconds=0.5)) for _ in range(2)]
     try:
         for relay in relays:
             relay.start()
         await wait_until(lambda: consumed.received == [event_id])
         await asyncio.sleep(0.5)
         assert consumed.received == [event_id]
+        assert await relays[0].backlog() == 0
     finally:
         for relay in relays:
             await relay.stop()
-
-
-async def test_settled_writes_are_published_without_a_sweep(
-    bus: Bus, kit_settings: KitSettings, unique: str, consumed: Consumed
-) -> None:
-    db = consumed.db
-    relay = OutboxRelay(db, ["things"], bus, kit_settings)
-    outbox = Outbox(db, relay)
-    applied, refused = envelope_for(unique, 7), envelope_for(unique, 8)
-    pending = await outbox.prepare(db.things, "t2", [applied])
-    await db.things.insert_one(staged({"_id": "t2", "n": 0}, pending))
-    await outbox.settle(pending, applied=True)
-    # A conditional update that matches nothing: its hint is dropped at once.
-    pending = await outbox.prepare(db.things, "t2", [refused])
-    result = await db.things.update_one({"_id": "t2", "n": 99}, with_events({"$inc": {"n": 1}}, pending))
-    await outbox.settle(pending, applied=result.modified_count == 1)
-    assert await relay.publish_ready() == 1
-    await wait_until(lambda: consumed.received == [applied.id])
-    assert await relay.backlog() == 0
-    assert await relay.flush() == 0

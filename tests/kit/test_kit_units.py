@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -17,11 +16,12 @@ from bejo_contracts.catalog import ProviderRegistered
 from bejo_contracts.pricing import PromotionTerms, best_offer, discounted_price
 from bejo_kit.api import ApiRequest, Router
 from bejo_kit.auth import TokenVerifier, mint_token
+from bejo_kit.concurrency import WriteConflict, retry_on_conflict
 from bejo_kit.errors import Conflict, Unauthorized, ValidationProblem
 from bejo_kit.http import create_app
+from bejo_kit.outbox import with_events
 from bejo_kit.paging import decode_cursor, encode_cursor
 from bejo_kit.settings import KitSettings
-from bejo_kit.store import KeyedLocks, PartitionedCollection
 
 SETTINGS = KitSettings()
 NOW = datetime(2026, 12, 12, 3, 0, tzinfo=UTC)
@@ -131,36 +131,36 @@ class TestPaging:
         assert raised.value.extra["errors"][0]["field"] == "cursor"
 
 
-class TestKeyedLocks:
-    async def test_same_key_is_serialised_and_other_keys_are_not(self) -> None:
-        locks, inside, most = KeyedLocks(), {"a": 0}, {"a": 0}
+class TestOptimisticWrites:
+    async def test_a_lost_race_is_run_again_on_fresh_state(self) -> None:
+        attempts = []
 
-        async def work(key: str) -> None:
-            async with locks.hold(key):
-                inside[key] = inside.get(key, 0) + 1
-                most[key] = max(most.get(key, 0), inside[key])
-                await asyncio.sleep(0.01)
-                inside[key] -= 1
+        async def operation() -> int:
+            attempts.append(1)
+            if len(attempts) < 3:
+                raise WriteConflict("moved")
+            return len(attempts)
 
-        await asyncio.gather(*(work("a") for _ in range(5)), *(work("b") for _ in range(1)))
-        assert most["a"] == 1
-        assert len(locks) == 0  # nothing left behind
+        assert await retry_on_conflict(operation) == 3
 
-    async def test_hold_many_takes_keys_in_order(self) -> None:
-        locks = KeyedLocks()
-        async with locks.hold_many(["b", "a", "b"]):
-            assert len(locks) == 2
+    async def test_gives_up_after_the_last_attempt(self) -> None:
+        async def always_conflicting() -> None:
+            raise WriteConflict("moved")
 
+        with pytest.raises(WriteConflict):
+            await retry_on_conflict(always_conflicting, attempts=2)
 
-def test_partitions_are_stable_and_spread() -> None:
-    class FakeDb(dict):  # only name look-ups are needed to pick a partition
-        def __getitem__(self, name: str) -> str:
-            return name
-
-    parts = PartitionedCollection(FakeDb(), "orders", partitions=8)  # type: ignore[arg-type]
-    chosen = {parts.partition_of(f"order-{i}") for i in range(200)}
-    assert parts.partition_of("order-1") == parts.partition_of("order-1")
-    assert len(chosen) == 8
+    def test_events_ride_in_the_same_update(self) -> None:
+        entries = [{"id": "e1"}]
+        merged = with_events({"$set": {"status": "approved"}, "$inc": {"version": 1}}, entries)
+        assert merged == {
+            "$set": {"status": "approved", "outbox_pending": True},
+            "$inc": {"version": 1},
+            "$push": {"outbox": {"$each": entries}},
+        }
+        assert with_events({"$set": {"a": 1}}, []) == {"$set": {"a": 1}}
+        with pytest.raises(ValueError, match="already writes the outbox"):
+            with_events(merged, entries)
 
 
 class Item(BaseModel):

@@ -40,6 +40,12 @@ class Indexes:
 
     by_collection: dict[str, list[IndexModel]] = field(default_factory=dict)
 
+    def merged(self, more: dict[str, list[IndexModel]]) -> Indexes:
+        combined = {name: list(models) for name, models in self.by_collection.items()}
+        for name, models in more.items():
+            combined.setdefault(name, []).extend(models)
+        return Indexes(combined)
+
     async def ensure(self, db: AsyncDatabase[Document]) -> None:
         for collection, models in self.by_collection.items():
             if models:

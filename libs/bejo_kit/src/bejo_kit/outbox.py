@@ -1,26 +1,23 @@
-"""Transactional outbox without transactions, shaped for FerretDB's semantics.
+"""Transactional outbox inside the aggregate document: state and its events in one write.
 
-Neither FerretDB nor a standalone mongod has multi-document transactions, and on FerretDB v1 an
-update is a read-modify-write of the whole document that is not atomic against another writer
-(see `store.py`). So the relay must never write the aggregate documents; it only reads them.
+bejo runs without multi-document transactions, so a state change and the events it raises are
+written by ONE document write. `Outbox` is the unit of work every service writes through:
 
-Writing a state change with its events is two steps, in this order:
+    await outbox.update_one(orders, {"_id": id, "version": v}, {"$set": ...}, [event])
 
-1. `pending = await outbox.prepare(collection, doc_id, envelopes)` inserts one *hint* per event
-   into a time-bucketed hint collection `outbox.<bucket>` (inserts are cheap and atomic on every
-   server; on FerretDB deletes and updates scan, so hints are never deleted one by one: a bucket is
-   dropped whole once every hint in it is resolved);
-2. the state change is ONE document write that embeds the same events in the document's
-   append-only `events` array: `insert_one(staged(doc, pending))` or
-   `update_one(filter, with_events(update, pending))`; then `outbox.settle(pending, applied)`.
+appends the events to the document's `outbox` array and sets `outbox_pending: true` (indexed) in
+the same single-document update, so either both happen or neither does. Services never write that
+sequence out by hand.
 
-The relay publishes an event only once the document proves it was written (its id is in the
-document's `events`), then records a `done:<id>` marker next to the hint. `settle(applied=True)`
-lets it skip that check for writes this process saw succeed; `applied=False` marks the hints done
-unpublished. A crash anywhere loses nothing: a hint whose document holds the event is published by
-the next sweep (of any replica); a hint whose write never happened is given up after a grace
-period; an event published but not yet marked is published again, and consumers drop the
-duplicate by event id.
+`OutboxRelay` (one per replica) publishes them:
+- at once, for writes this process saw succeed, then removes exactly those entries from the
+  document and drops the marker when nothing is left (fast path);
+- by a sweep over every registered collection for documents still marked after a grace period,
+  i.e. whose writer died between its write and the publish. A sweeper first takes a short lease on
+  the document with `find_one_and_update`, so replicas sweeping together don't publish the same
+  events twice.
+Delivery is at-least-once: a crash between publish and clean-up publishes again, and consumers
+drop the duplicate by event id (see `bejo_kit.inbox`).
 """
 
 from __future__ import annotations
@@ -28,119 +25,147 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from pymongo import IndexModel, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.results import InsertOneResult, UpdateResult
 
 from bejo_contracts import Envelope
 from bejo_contracts.topology import EVENTS_EXCHANGE
 
 from . import metrics
 from .bus import Bus, encode_json
-from .inbox import is_duplicate_key
 from .logging import get_logger
 from .mongo import Document, utcnow
 from .settings import KitSettings
 
 log = get_logger(__name__)
 
-EVENTS = "events"
-HINT_PREFIX = "outbox."
-DONE = "done:"
-CLAIM = "claim:"
-BUCKET_SECONDS = 10
+OUTBOX = "outbox"
+PENDING = "outbox_pending"
+LEASE = "outbox_lease"
+# Reads of an aggregate never need its unpublished events.
+WITHOUT_OUTBOX: Document = {OUTBOX: 0, PENDING: 0, LEASE: 0}
+PENDING_INDEX = IndexModel([(PENDING, 1)], name="outbox_pending")
 
 
-def bucket_of(at: datetime) -> int:
-    return int(at.timestamp()) // BUCKET_SECONDS
+def entries_of(envelopes: Sequence[Envelope], exchange: str = EVENTS_EXCHANGE) -> list[Document]:
+    at = utcnow()
+    return [{"id": e.id, "exchange": exchange, "at": at, "envelope": e.model_dump(mode="json")} for e in envelopes]
 
 
-def bucket_collection(bucket: int) -> str:
-    return f"{HINT_PREFIX}{bucket:012d}"
-
-
-@dataclass(frozen=True)
-class PendingEvents:
-    """Events whose hints are stored; embed them in the state write with `staged` / `with_events`."""
-
-    collection: str
-    doc_id: str
-    entries: tuple[Document, ...]
-    bucket: str
-
-    @property
-    def ids(self) -> list[str]:
-        return [e["id"] for e in self.entries]
-
-
-def _entry(envelope: Envelope, exchange: str) -> Document:
-    return {"id": envelope.id, "exchange": exchange, "envelope": envelope.model_dump(mode="json")}
-
-
-def _require_pending(pending: object) -> PendingEvents:
-    if not isinstance(pending, PendingEvents):
-        raise TypeError(
-            "pass the PendingEvents returned by `await runtime.outbox.prepare(collection, doc_id, envelopes)`; "
-            "the hint must be stored before the state write (see bejo_kit.outbox)"
-        )
-    return pending
-
-
-def staged(document: Document, pending: PendingEvents) -> Document:
-    """A new document carrying its first events, for insert_one."""
-    events = _require_pending(pending).entries
-    return {**document, EVENTS: list(events)}
-
-
-def with_events(update: Document, pending: PendingEvents) -> Document:
-    """Add the events to an update, so that the state change and its events are one write."""
-    events = _require_pending(pending).entries
+def with_events(update: Document, entries: Sequence[Document]) -> Document:
+    """The update plus the events it raises, as one update document."""
+    if not entries:
+        return update
     merged = {op: dict(fields) for op, fields in update.items()}
-    if events:
-        merged.setdefault("$push", {})[EVENTS] = {"$each": list(events)}
+    if OUTBOX in merged.get("$push", {}) or PENDING in merged.get("$set", {}):
+        raise ValueError("the update already writes the outbox")
+    merged.setdefault("$push", {})[OUTBOX] = {"$each": list(entries)}
+    merged.setdefault("$set", {})[PENDING] = True
     return merged
 
 
-class Outbox:
-    """Stores the hints the relay works from, before the state write."""
+def without_outbox(doc: Document) -> Document:
+    return {name: value for name, value in doc.items() if name not in WITHOUT_OUTBOX}
 
-    def __init__(self, db: AsyncDatabase[Document], relay: OutboxRelay | None = None) -> None:
-        self._db = db
+
+def _doc_id(filter_: Document) -> str:
+    doc_id = filter_.get("_id")
+    if not isinstance(doc_id, str):
+        raise ValueError("an outbox write must name its document by a string `_id` in the filter")
+    return doc_id
+
+
+class Outbox:
+    """The one write path for state that raises events (see the module docstring)."""
+
+    def __init__(self, relay: OutboxRelay | None = None) -> None:
         self._relay = relay
 
-    async def prepare(
-        self,
-        collection: AsyncCollection[Document] | str,
-        doc_id: str,
-        envelopes: Sequence[Envelope],
-        exchange: str = EVENTS_EXCHANGE,
-    ) -> PendingEvents:
-        name = collection if isinstance(collection, str) else collection.name
-        entries = tuple(_entry(e, exchange) for e in envelopes)
-        now = utcnow()
-        bucket = bucket_collection(bucket_of(now))
-        if entries:
-            await self._db[bucket].insert_many(
-                [{"_id": e["id"], "collection": name, "doc_id": doc_id, "entry": e, "at": now} for e in entries]
-            )
-        return PendingEvents(name, doc_id, entries, bucket)
+    async def insert_one(
+        self, collection: AsyncCollection[Document], document: Document, events: Sequence[Envelope] = ()
+    ) -> InsertOneResult:
+        """Insert a new document with its first events. A duplicate `_id` raises DuplicateKeyError."""
+        entries = entries_of(events)
+        doc = {**document, OUTBOX: entries, PENDING: True} if entries else document
+        result = await collection.insert_one(doc)
+        self._written(collection, _doc_id(document), entries)
+        return result
 
-    async def settle(self, pending: PendingEvents, applied: bool) -> None:
-        """Tell the relay how the state write went: publish now, or give the hints up."""
-        if not pending.entries:
-            return
+    async def update_one(
+        self,
+        collection: AsyncCollection[Document],
+        filter_: Document,
+        update: Document,
+        events: Sequence[Envelope] = (),
+        *,
+        upsert: bool = False,
+    ) -> bool:
+        """Apply a (conditional) update and its events; True if a document was modified or upserted."""
+        entries = entries_of(events)
+        result: UpdateResult = await collection.update_one(filter_, with_events(update, entries), upsert=upsert)
+        applied = result.modified_count == 1 or result.upserted_id is not None
         if applied:
-            if self._relay is not None:
-                self._relay.ready(pending)
-        else:
-            await self._db[pending.bucket].insert_many([{"_id": DONE + i, "published": False} for i in pending.ids])
+            self._written(collection, _doc_id(filter_), entries)
+        return applied
+
+    async def find_one_and_update(
+        self,
+        collection: AsyncCollection[Document],
+        filter_: Document,
+        update: Document,
+        events: Sequence[Envelope] = (),
+        *,
+        upsert: bool = False,
+    ) -> Document | None:
+        """Apply an update and its events; the document as it is afterwards (without its outbox),
+        or None if none matched."""
+        entries = entries_of(events)
+        doc: Document | None = await collection.find_one_and_update(
+            filter_, with_events(update, entries), return_document=ReturnDocument.AFTER, upsert=upsert
+        )
+        if doc is None:
+            return None
+        self._written(collection, doc["_id"], entries)
+        return without_outbox(doc)
+
+    def _written(self, collection: AsyncCollection[Document], doc_id: str, entries: list[Document]) -> None:
+        if entries and self._relay is not None:
+            self._relay.ready(collection.name, doc_id, entries)
+
+
+@dataclass
+class _Ready:
+    """Entries written by this process and not yet published, per document."""
+
+    entries: dict[tuple[str, str], list[Document]] = field(default_factory=dict)
+
+    def add(self, key: tuple[str, str], entries: list[Document]) -> None:
+        self.entries.setdefault(key, []).extend(entries)
+
+    def take(self, limit: int) -> dict[tuple[str, str], list[Document]]:
+        taken: dict[tuple[str, str], list[Document]] = {}
+        count = 0
+        for key in list(self.entries):
+            if count >= limit:
+                break
+            taken[key] = self.entries.pop(key)
+            count += len(taken[key])
+        return taken
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self.entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
 
 
 class OutboxRelay:
-    """Publishes the events of written documents; one per replica."""
+    """Publishes the events of written documents and removes them from the documents; one per replica."""
 
     def __init__(
         self,
@@ -148,26 +173,28 @@ class OutboxRelay:
         collections: Iterable[str],
         bus: Bus,
         settings: KitSettings,
-        abandon_after: timedelta = timedelta(seconds=60),
-        claim_window: timedelta = timedelta(seconds=30),
-        settle_grace: timedelta = timedelta(seconds=5),
+        grace: timedelta = timedelta(seconds=5),
+        lease: timedelta = timedelta(seconds=30),
     ) -> None:
         self._db = db
-        # Collections whose documents carry events: a hint naming another one is a wiring mistake.
-        self._collections = set(collections)
+        self.collections = sorted(set(collections))
         self._bus = bus
         self._settings = settings
-        self._abandon_after = abandon_after
-        self._claim_window = claim_window
-        self._settle_grace = settle_grace
-        self._ready: dict[str, tuple[str, Document]] = {}  # event id -> (bucket, entry)
+        self._grace = grace
+        self._lease = lease
+        self._ready = _Ready()
+        self._in_flight: set[tuple[str, str]] = set()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
-    def ready(self, pending: PendingEvents) -> None:
-        for entry in pending.entries:
-            self._ready[entry["id"]] = (pending.bucket, entry)
+    @property
+    def indexes(self) -> dict[str, list[IndexModel]]:
+        """The marker index the sweep reads by, for every outbox collection."""
+        return {name: [PENDING_INDEX] for name in self.collections}
+
+    def ready(self, collection: str, doc_id: str, entries: list[Document]) -> None:
+        self._ready.add((collection, doc_id), entries)
         self._wakeup.set()
 
     def start(self) -> None:
@@ -175,7 +202,7 @@ class OutboxRelay:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
     async def stop(self, flush_timeout: float = 10.0) -> None:
-        """Stop, after publishing what is publishable now (bounded by `flush_timeout`)."""
+        """Stop, after publishing what this process wrote (bounded by `flush_timeout`)."""
         self._stopping = True
         self._wakeup.set()
         if self._task is not None:
@@ -183,25 +210,19 @@ class OutboxRelay:
                 await self._task
             self._task = None
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.flush(), flush_timeout)
+            await asyncio.wait_for(self.publish_ready(), flush_timeout)
 
     async def flush(self) -> int:
-        """Publish until nothing publishable is left, open buckets included. Returns how many went out."""
-        total = 0
-        while True:
-            sent = await self.publish_ready() + await self.sweep(min_age=timedelta(0))
-            total += sent
-            if sent == 0:
-                return total
+        """Publish every pending event now, fresh ones included (tests, shutdown). Returns how many."""
+        return await self.publish_ready() + await self.sweep(grace=timedelta(0))
 
     async def backlog(self) -> int:
-        """Hints not yet resolved (published or given up), over every bucket."""
+        """Documents holding unpublished events, over every outbox collection."""
         total = 0
-        for name in await self._buckets():
-            docs = await self._db[name].find({}, {"_id": 1}).to_list()
-            ids = {d["_id"] for d in docs}
-            total += sum(1 for i in ids if not i.startswith((DONE, CLAIM)) and DONE + i not in ids)
-        metrics.OUTBOX_BACKLOG.labels("hints").set(total)
+        for name in self.collections:
+            count = await self._db[name].count_documents({PENDING: True})
+            metrics.OUTBOX_BACKLOG.labels(name).set(count)
+            total += count
         return total
 
     async def _run(self) -> None:
@@ -212,7 +233,7 @@ class OutboxRelay:
                 sent = await self.publish_ready()
                 if loop.time() >= next_sweep:
                     sent += await self.sweep()
-                    await self.backlog()  # keeps the bejo_outbox_backlog gauge current
+                    await self.backlog()
                     next_sweep = loop.time() + self._settings.outbox_poll_interval
             except Exception as exc:  # noqa: BLE001 - the relay must outlive broker or database blips
                 log.warning("outbox relay pass failed", error=str(exc))
@@ -224,134 +245,115 @@ class OutboxRelay:
                 self._wakeup.clear()
 
     async def publish_ready(self) -> int:
-        """Publish events whose writes this process saw succeed.
-
-        Marking a batch done overlaps with publishing the next one: the broker and the database
-        work at the same time.
-        """
+        """Publish the events this process wrote, batch by batch, and clear them from their documents."""
         sent = 0
-        marking: asyncio.Task[None] | None = None
-        try:
-            while self._ready:
-                batch = list(self._ready.items())[: self._settings.outbox_batch_size]
-                for event_id, _ in batch:
-                    del self._ready[event_id]
-                published = await self._publish([(bucket, entry) for _, (bucket, entry) in batch], "settled")
-                if marking is not None:
-                    await marking
-                marking = asyncio.create_task(self._mark_done(published))
-                sent += len(published)
-        finally:
-            if marking is not None:
-                await marking
-        return sent
-
-    async def sweep(self, min_age: timedelta | None = None) -> int:
-        """Resolve the hints of buckets older than `min_age` (default: the settle grace, leaving
-        fresh hints to the replica that wrote them): publish those whose documents hold the event,
-        give up those whose write never happened, and drop buckets with nothing left to do."""
-        now = utcnow()
-        horizon = bucket_of(now - (self._settle_grace if min_age is None else min_age))
-        # A bucket is dropped only when no writer can still be adding to it.
-        closed = bucket_of(now - self._settle_grace)
-        sent = 0
-        for name in await self._buckets():
-            bucket = int(name.removeprefix(HINT_PREFIX))
-            if bucket <= horizon:
-                sent += await self._sweep_bucket(name, now, may_drop=bucket < closed)
-        return sent
-
-    async def _buckets(self) -> list[str]:
-        names = await self._db.list_collection_names()
-        return sorted(n for n in names if n.startswith(HINT_PREFIX))
-
-    async def _sweep_bucket(self, name: str, now: datetime, may_drop: bool) -> int:
-        docs = await self._db[name].find({}).to_list()
-        ids = {d["_id"] for d in docs}
-        open_hints = [
-            d
-            for d in docs
-            if not d["_id"].startswith((DONE, CLAIM)) and DONE + d["_id"] not in ids and d["_id"] not in self._ready
-        ]
-        if not open_hints:
-            if may_drop and not any(i in self._ready for i in ids):
-                await self._db.drop_collection(name)
-            return 0
-        unknown = {h["collection"] for h in open_hints} - self._collections
-        if unknown and self._collections:
-            log.warning("outbox hints name collections the relay was not told about", collections=sorted(unknown))
-        written = await self._written_event_ids(open_hints)
-        abandoned = [h["_id"] for h in open_hints if h["_id"] not in written and now - h["at"] > self._abandon_after]
-        if abandoned:
-            await self._db[name].insert_many([{"_id": DONE + i, "published": False} for i in abandoned], ordered=False)
-            log.warning("gave up hints of writes that never happened", count=len(abandoned), bucket=name)
-        claimed = await self._claim(name, [h["entry"] for h in open_hints if h["_id"] in written], now)
-        if not claimed:
-            return 0
-        published = await self._publish([(name, e) for e in claimed], "sweep")
-        await self._mark_done(published)
-        return len(published)
-
-    async def _claim(self, bucket: str, entries: list[Document], now: datetime) -> list[Document]:
-        """Entries this relay may publish: replicas sweeping together each get a disjoint share.
-
-        A claim is an insert of `claim:<event id>@<time window>`; a duplicate `_id` loses, which is
-        atomic on every server. A claimer that dies frees the event at the next window.
-        """
-        if not entries:
-            return []
-        window = int(now.timestamp() // self._claim_window.total_seconds())
-        claims = [f"{CLAIM}{e['id']}@{window}" for e in entries]
-        try:
-            await self._db[bucket].insert_many([{"_id": c} for c in claims], ordered=False)
-        except BulkWriteError as exc:
-            if not is_duplicate_key(exc):
+        while self._ready:
+            batch = self._ready.take(self._settings.outbox_batch_size)
+            self._in_flight.update(batch)
+            try:
+                published = await self._publish(batch, "settled")
+                await self._clear(published)
+            except Exception:
+                for key, entries in batch.items():  # put back what is still owed, and try again later
+                    self._ready.add(key, entries)
                 raise
-            lost = {claims[err["index"]] for err in exc.details["writeErrors"]}
-            return [e for e, c in zip(entries, claims, strict=True) if c not in lost]
-        return entries
+            finally:
+                self._in_flight.difference_update(batch)
+            sent += sum(len(e) for e in published.values())
+            # What failed to publish stays in its document; the sweep retries it after the grace.
+        return sent
 
-    async def _written_event_ids(self, hints: list[Document]) -> set[str]:
-        """Ids of hinted events that their documents hold (reads by `_id` only: the fast path)."""
-        keys = {(h["collection"], h["doc_id"]) for h in hints}
-        limit = asyncio.Semaphore(16)
+    async def sweep(self, grace: timedelta | None = None) -> int:
+        """Publish the events of marked documents older than the grace period (their writer is gone)."""
+        now = utcnow()
+        horizon = now - (self._grace if grace is None else grace)
+        sent = 0
+        for name in self.collections:
+            collection = self._db[name]
+            docs = (
+                await collection.find({PENDING: True}, {OUTBOX: 1, LEASE: 1})
+                .limit(self._settings.outbox_batch_size)
+                .to_list()
+            )
+            claimed: dict[tuple[str, str], list[Document]] = {}
+            for doc in docs:
+                key = (name, doc["_id"])
+                entries: list[Document] = doc.get(OUTBOX) or []
+                if key in self._ready or key in self._in_flight:
+                    continue
+                if not entries:  # emptied by a clean-up that stopped half-way: drop the marker
+                    await collection.update_one(
+                        {"_id": doc["_id"], "$or": [{OUTBOX: {"$size": 0}}, {OUTBOX: {"$exists": False}}]},
+                        {"$unset": {OUTBOX: "", PENDING: "", LEASE: ""}},
+                    )
+                    continue
+                if min(e["at"] for e in entries) > horizon:
+                    continue  # fresh: its writer publishes it
+                if not await self._claim(collection, doc, now):
+                    continue
+                claimed[key] = entries
+            if claimed:
+                published = await self._publish(claimed, "sweep")
+                await self._clear(published)
+                sent += sum(len(e) for e in published.values())
+        return sent
 
-        async def events_of(collection: str, doc_id: str) -> set[str]:
-            async with limit:
-                doc = await self._db[collection].find_one({"_id": doc_id}, {EVENTS: 1})
-            return {e["id"] for e in (doc or {}).get(EVENTS) or []}
+    async def _claim(self, collection: AsyncCollection[Document], doc: Document, now: datetime) -> bool:
+        """Lease the document for this sweeper; of replicas sweeping together exactly one wins."""
+        lease = doc.get(LEASE)
+        if lease is not None and lease > now:
+            return False
+        won = await collection.find_one_and_update(
+            {"_id": doc["_id"], LEASE: lease}, {"$set": {LEASE: now + self._lease}}
+        )
+        return won is not None
 
-        found = await asyncio.gather(*(events_of(c, d) for c, d in keys))
-        return set().union(*found) if found else set()
-
-    async def _publish(self, items: list[tuple[str, Document]], path: str) -> list[tuple[str, str]]:
-        """Publish with pipelined confirms; returns (bucket, event id) of what the broker confirmed."""
-        results = await asyncio.gather(*(self._publish_one(e) for _, e in items), return_exceptions=True)
-        published = [(bucket, entry["id"]) for (bucket, entry), r in zip(items, results, strict=True) if r is None]
-        failures = [r for r in results if r is not None]
-        if published:
-            metrics.OUTBOX_PUBLISHED.labels(path).inc(len(published))
+    async def _publish(
+        self, batch: dict[tuple[str, str], list[Document]], path: str
+    ) -> dict[tuple[str, str], list[Document]]:
+        """Publish with pipelined confirms; returns, per document, the entries the broker confirmed."""
+        items = [(key, entry) for key, entries in batch.items() for entry in entries]
+        results = await asyncio.gather(*(self._publish_one(entry) for _, entry in items), return_exceptions=True)
+        published: dict[tuple[str, str], list[Document]] = {key: [] for key in batch}
+        failures: list[BaseException] = []
+        for (key, entry), result in zip(items, results, strict=True):
+            if result is None:
+                published[key].append(entry)
+            else:
+                failures.append(result)
         if failures:
-            # The hints stay open; the next sweep retries them.
             metrics.OUTBOX_FAILED.labels(path).inc(len(failures))
             log.warning("outbox publish failed", failed=len(failures), error=repr(failures[0]), path=path)
+        if len(items) > len(failures):
+            metrics.OUTBOX_PUBLISHED.labels(path).inc(len(items) - len(failures))
         return published
-
-    async def _mark_done(self, published: list[tuple[str, str]]) -> None:
-        by_bucket: dict[str, list[str]] = {}
-        for bucket, event_id in published:
-            by_bucket.setdefault(bucket, []).append(event_id)
-        for bucket, event_ids in by_bucket.items():
-            try:
-                await self._db[bucket].insert_many(
-                    [{"_id": DONE + i, "published": True} for i in event_ids], ordered=False
-                )
-            except BulkWriteError as exc:
-                if not is_duplicate_key(exc):  # another replica marked some first
-                    raise
 
     async def _publish_one(self, entry: Document) -> None:
         envelope = entry["envelope"]
-        await self._bus.publish_message(
-            encode_json(envelope), envelope["type"], exchange=entry.get("exchange") or EVENTS_EXCHANGE
-        )
+        await self._bus.publish_message(encode_json(envelope), envelope["type"], exchange=entry["exchange"])
+
+    async def _clear(self, published: dict[tuple[str, str], list[Document]]) -> None:
+        """Remove published entries from their documents.
+
+        Usually the document holds exactly those entries, and one conditional update drops the
+        array and its marker. If more events arrived meanwhile, only the published ones are pulled.
+        """
+        by_collection: dict[str, list[tuple[str, list[Document]]]] = {}
+        for (name, doc_id), entries in published.items():
+            if entries:
+                by_collection.setdefault(name, []).append((doc_id, entries))
+        for name, docs in by_collection.items():
+            collection = self._db[name]
+            exact = [
+                UpdateOne({"_id": doc_id, OUTBOX: entries}, {"$unset": {OUTBOX: "", PENDING: "", LEASE: ""}})
+                for doc_id, entries in docs
+            ]
+            result = await collection.bulk_write(exact, ordered=False)
+            if result.matched_count == len(docs):
+                continue
+            for doc_id, entries in docs:
+                cleared = await collection.update_one(
+                    {"_id": doc_id, OUTBOX: entries}, {"$unset": {OUTBOX: "", PENDING: "", LEASE: ""}}
+                )
+                if cleared.matched_count == 0:
+                    await collection.update_one({"_id": doc_id}, {"$pullAll": {OUTBOX: entries}})

@@ -44,8 +44,8 @@ class Runtime:
         self.db: AsyncDatabase[Document] = database(self.client, settings)
         self.bus = Bus(settings)
         self.relay = OutboxRelay(self.db, outbox_collections, self.bus, settings)
-        self.outbox = Outbox(self.db, self.relay)
-        self.indexes = indexes or Indexes()
+        self.outbox = Outbox(self.relay)
+        self.indexes = (indexes or Indexes()).merged(self.relay.indexes)
         self._loops: list[tuple[str, BackgroundLoop]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._on_start: list[Callable[[], Awaitable[None]]] = []
