@@ -223,7 +223,7 @@ async def run() -> None:
     procs = [_spawn(__file__, "upstream", str(upstream_port))]
     gateway_env = {
         "GATEWAY_HTTP_PORT": str(gateway_port),
-        **{f"GATEWAY_{name}_URL": upstream for name in ("CATALOG", "ORDERS", "PAYMENTS", "NOTIFICATIONS")},
+        **{f"GATEWAY_{name}_URLS": upstream for name in ("CATALOG", "ORDERS", "PAYMENTS", "NOTIFICATIONS")},
         "GATEWAY_RATE_LIMIT_PER_SECOND": "1000000",
         "GATEWAY_RATE_LIMIT_BURST": "1000000",
         "LOG_JSON": "true",

@@ -66,10 +66,10 @@ async def platform(amqp_url: str, mongodb_url: str, unique: str, tmp_path: Path)
         ):
             urls[name] = await stack.enter_async_context(support.serve(build(settings)))  # type: ignore[operator]
         gateway_settings = GatewaySettings(
-            catalog_url=urls["catalog"],
-            orders_url=urls["orders"],
-            payments_url=urls["payments"],
-            notifications_url=urls["notifications"],
+            catalog_urls=[urls["catalog"]],
+            orders_urls=[urls["orders"]],
+            payments_urls=[urls["payments"]],
+            notifications_urls=[urls["notifications"]],
             rate_limit_per_second=1000,
             rate_limit_burst=1000,
             environment="test",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +40,7 @@ class Upstream:
     seen: list[dict[str, Any]] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
     url: str = ""
+    stop: Callable[[], Awaitable[None]] | None = None  # shuts this replica's server down
 
     def last(self) -> dict[str, Any]:
         return self.seen[-1]
@@ -112,8 +113,9 @@ def closed_port_url() -> str:
 @dataclass
 class Stack:
     gateway: str
-    upstreams: dict[str, Upstream]
+    upstreams: dict[str, Upstream]  # the first replica of each
     settings: GatewaySettings
+    replicas: dict[str, list[Upstream]] = field(default_factory=dict)
 
 
 GatewayFactory = Callable[..., Any]
@@ -121,29 +123,37 @@ GatewayFactory = Callable[..., Any]
 
 @pytest.fixture
 async def start_gateway() -> AsyncIterator[Callable[..., Any]]:
-    """`await start_gateway(down=("orders",), rate_limit_burst=3)` → Stack with every upstream echoing."""
+    """`await start_gateway(down=("orders",), rate_limit_burst=3)` → Stack with every upstream echoing;
+    `replicas=2` gives each upstream two echoing replicas (each can be stopped: `await u.stop()`)."""
     async with AsyncExitStack() as stack:
 
-        async def start(down: tuple[str, ...] = (), urls: dict[str, str] | None = None, **overrides: Any) -> Stack:
-            upstreams: dict[str, Upstream] = {}
+        async def start(
+            down: tuple[str, ...] = (), urls: dict[str, str] | None = None, replicas: int = 1, **overrides: Any
+        ) -> Stack:
+            all_replicas: dict[str, list[Upstream]] = {}
             for name in ("catalog", "orders", "payments", "notifications"):
-                upstream = Upstream(name)
-                if urls and name in urls:
-                    upstream.url = urls[name]
-                elif name in down:
-                    upstream.url = closed_port_url()
-                else:
-                    upstream.url = await stack.enter_async_context(serve(echo_app(upstream)))
-                upstreams[name] = upstream
+                all_replicas[name] = []
+                for _ in range(replicas):
+                    upstream = Upstream(name)
+                    if urls and name in urls:
+                        upstream.url = urls[name]
+                    elif name in down:
+                        upstream.url = closed_port_url()
+                    else:
+                        own = AsyncExitStack()
+                        upstream.url = await own.enter_async_context(serve(echo_app(upstream)))
+                        upstream.stop = own.aclose
+                        stack.push_async_callback(own.aclose)
+                    all_replicas[name].append(upstream)
             settings = GatewaySettings(
-                **{f"{name}_url": u.url for name, u in upstreams.items()},
+                **{f"{name}_urls": [u.url for u in group] for name, group in all_replicas.items()},
                 rate_limit_per_second=overrides.pop("rate_limit_per_second", 1000.0),
                 rate_limit_burst=overrides.pop("rate_limit_burst", 1000),
                 access_log=overrides.pop("access_log", False),
                 **overrides,
             )
             gateway = await stack.enter_async_context(serve(build(settings)))
-            return Stack(gateway, upstreams, settings)
+            return Stack(gateway, {name: group[0] for name, group in all_replicas.items()}, settings, all_replicas)
 
         yield start
 

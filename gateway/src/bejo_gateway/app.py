@@ -91,7 +91,8 @@ class Gateway:
         self.cors_origins = frozenset(settings.cors_origins)
         self.openapi = OpenApiAggregator(
             lambda: self.upstreams.session,
-            self.upstreams.urls,
+            list(self.upstreams.urls),
+            self.upstreams.candidates,
             ttl_seconds=settings.openapi_cache_seconds,
             timeout_seconds=settings.probe_timeout_seconds,
             clock=clock,
@@ -282,9 +283,17 @@ class Gateway:
         if "Origin" in request.headers:
             gateway_headers["Vary"] = "Origin"
         state.decorated = True
-        return await self.upstreams.forward(
-            request, upstream, headers, gateway_headers, compress=accepts_gzip(request.headers.get("Accept-Encoding"))
-        )
+        try:
+            return await self.upstreams.forward(
+                request,
+                upstream,
+                headers,
+                gateway_headers,
+                compress=accepts_gzip(request.headers.get("Accept-Encoding")),
+            )
+        except Problem:
+            state.decorated = False  # nothing was relayed: the problem answer gets the gateway's headers too
+            raise
 
     async def stats(self, request: web.Request) -> web.StreamResponse:
         state = request[STATE]
@@ -292,7 +301,7 @@ class Gateway:
         query = parse_query({key: request.query[key] for key in request.query})
         figures = await fetch_stats(
             self.upstreams.session,
-            self.upstreams.urls,
+            self.upstreams.candidates,
             query,
             {"X-Request-ID": state.request_id, "X-Correlation-ID": state.correlation_id},
             self.settings.upstream_timeout_seconds,
@@ -317,20 +326,30 @@ class Gateway:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.StreamResponse:
-        names = list(self.upstreams.urls)
+        """An upstream is up while any of its replicas answers its /healthz."""
+        timeout = self.settings.probe_timeout_seconds
+        replica_sets = list(self.upstreams.replicas.values())
+        targets = [(rs, replica) for rs in replica_sets for replica in rs.replicas]
         results = await asyncio.gather(
-            *(
-                probe(self.upstreams.session, self.upstreams.urls[n] + "/healthz", self.settings.probe_timeout_seconds)
-                for n in names
-            )
+            *(probe(self.upstreams.session, replica.url + "/healthz", timeout) for _, replica in targets)
         )
-        upstreams = {
-            name: {"status": "up" if ok else "down", "detail": detail}
-            for name, (ok, detail) in zip(names, results, strict=True)
-        }
-        up = sum(1 for ok, _ in results if ok)
-        ready = up == len(names) if self.settings.ready_requires_all_upstreams else up > 0
-        status = "ready" if up == len(names) else ("degraded" if ready else "not_ready")
+        by_upstream: dict[str, list[tuple[bool, str]]] = {rs.name: [] for rs in replica_sets}
+        for (rs, replica), (ok, detail) in zip(targets, results, strict=True):
+            by_upstream[rs.name].append((ok, detail))
+            if ok:
+                rs.mark_up(replica)  # found answering: no need to wait for its mark to expire
+        upstreams = {}
+        for name, answers in by_upstream.items():
+            up_count = sum(1 for ok, _ in answers if ok)
+            upstreams[name] = {
+                "status": "up" if up_count else "down",
+                "detail": "; ".join(dict.fromkeys(detail for _, detail in answers)),
+                "replicas": len(answers),
+                "replicas_up": up_count,
+            }
+        up = sum(1 for u in upstreams.values() if u["status"] == "up")
+        ready = up == len(upstreams) if self.settings.ready_requires_all_upstreams else up > 0
+        status = "ready" if up == len(upstreams) else ("degraded" if ready else "not_ready")
         return web.json_response({"status": status, "upstreams": upstreams}, status=200 if ready else 503)
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:

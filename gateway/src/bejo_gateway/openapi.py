@@ -136,14 +136,17 @@ class OpenApiAggregator:
     def __init__(
         self,
         session: Callable[[], aiohttp.ClientSession],
-        urls: dict[str, str],
+        names: list[str],
+        candidates: Callable[[str], list[str]],
         *,
         ttl_seconds: float,
         timeout_seconds: float,
         clock: Callable[[], float],
     ) -> None:
+        """`candidates(name)`: base URLs of the upstream's replicas in the order to ask them."""
         self._session = session
-        self._urls = urls
+        self._names = names
+        self._candidates = candidates
         self._ttl = ttl_seconds
         self._timeout = timeout_seconds
         self._clock = clock
@@ -161,8 +164,8 @@ class OpenApiAggregator:
             return rendered
 
     async def build(self) -> Document:
-        names = list(self._urls)
-        results = await asyncio.gather(*(self._fetch(self._urls[name] + "/openapi.json") for name in names))
+        names = self._names
+        results = await asyncio.gather(*(self._fetch_any(name) for name in names))
         documents: dict[str, Document] = {"gateway": self._gateway}
         unavailable: dict[str, str] = {}
         for name, (doc, why) in zip(names, results, strict=True):
@@ -171,6 +174,16 @@ class OpenApiAggregator:
             else:
                 documents[name] = doc
         return merge(documents, unavailable)
+
+    async def _fetch_any(self, name: str) -> tuple[Document | None, str]:
+        """The document of the first replica that gives one (replicas run the same code)."""
+        reasons: list[str] = []
+        for base in self._candidates(name):
+            doc, why = await self._fetch(base + "/openapi.json")
+            if doc is not None:
+                return doc, ""
+            reasons.append(why)
+        return None, "; ".join(dict.fromkeys(reasons))
 
     async def _fetch(self, url: str) -> tuple[Document | None, str]:
         try:

@@ -3,11 +3,17 @@
 Bodies are relayed as bytes and never parsed. Small bodies with a known length (≤ 64 KiB) are
 relayed in one piece, which is cheaper and lets a request be replayed on a retry; larger ones
 and those of unknown length are streamed chunk by chunk in both directions.
+
+An upstream may have several replicas: requests go round-robin over them, a failed attempt goes
+on to the next one (see `forward`), and a replica that refuses connections is passed over for a
+few seconds (`ReplicaSet`, passive health) so it does not cost every other request an attempt.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -33,6 +39,8 @@ _CONNECTION_ERRORS = (
     aiohttp.ServerDisconnectedError,
     aiohttp.ClientOSError,
 )
+# Of those, the ones raised before a connection existed: the request was never sent anywhere.
+_NOT_CONNECTED = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 
 class GatewayTimeout(Problem):
@@ -79,11 +87,68 @@ def too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"the request body exceeds {limit} bytes", code="payload_too_large", max_bytes=limit)
 
 
+@dataclass
+class Replica:
+    url: str
+    down_until: float = 0.0
+
+
+class ReplicaSet:
+    """The replicas of one upstream: round-robin over those not marked down; those marked down
+    come last, soonest-back first, so with every replica down each is still tried (and a
+    recovered one is found at once) rather than refusing without asking."""
+
+    def __init__(self, name: str, urls: list[str], down_seconds: float, clock: Callable[[], float]) -> None:
+        if not urls:
+            raise ValueError(f"upstream {name} has no replica")
+        self.name = name
+        self.replicas = [Replica(url) for url in urls]
+        self._down_seconds = down_seconds
+        self._clock = clock
+        self._next = 0
+
+    def order(self) -> list[Replica]:
+        """Replicas in the order to try them for one request (the first one takes its turn)."""
+        now = self._clock()
+        count = len(self.replicas)
+        if count == 1:
+            return self.replicas
+        rotated = [self.replicas[(self._next + i) % count] for i in range(count)]
+        up = [r for r in rotated if r.down_until <= now]
+        down = sorted((r for r in rotated if r.down_until > now), key=lambda r: r.down_until)
+        # The next request starts after the replica this one starts with, so a down replica's turns
+        # are shared out evenly instead of falling to the replica after it.
+        first = up[0] if up else down[0]
+        self._next = (self.replicas.index(first) + 1) % count
+        return up + down
+
+    def mark_down(self, replica: Replica) -> None:
+        now = self._clock()
+        if replica.down_until <= now and self._down_seconds > 0:
+            log.warning("upstream replica marked down", upstream=self.name, url=replica.url, seconds=self._down_seconds)
+        replica.down_until = now + self._down_seconds
+
+    def mark_up(self, replica: Replica) -> None:
+        if replica.down_until:
+            log.info("upstream replica back", upstream=self.name, url=replica.url)
+            replica.down_until = 0.0
+
+    def urls_in_order(self) -> list[str]:
+        return [r.url for r in self.order()]
+
+
 class Upstreams:
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: GatewaySettings, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.urls = settings.upstream_urls()
+        self.replicas = {
+            name: ReplicaSet(name, urls, settings.upstream_down_seconds, clock) for name, urls in self.urls.items()
+        }
         self._settings = settings
         self._session: aiohttp.ClientSession | None = None
+
+    def candidates(self, upstream: str) -> list[str]:
+        """Base URLs of `upstream`'s replicas in the order one request should try them."""
+        return self.replicas[upstream].urls_in_order()
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -129,7 +194,6 @@ class Upstreams:
         """Send `request` to `upstream` with `headers`; relay the answer with `gateway_headers` added."""
         limit = self._settings.max_body_bytes
         method = request.method
-        url = self.urls[upstream] + request.raw_path
         data: Any = None
         replayable = True
         counter: _BodyCounter | None = None
@@ -145,17 +209,31 @@ class Upstreams:
                 replayable = False
                 if length is not None:
                     headers["Content-Length"] = str(length)
-        attempts = 1 + (self._settings.upstream_retries if method in IDEMPOTENT and replayable else 0)
-        for attempt in range(1, attempts + 1):
+        replicas = self.replicas[upstream]
+        order = replicas.order()
+        attempts = 1 + (self._settings.upstream_retries if replayable else 0)
+        idempotent = method in IDEMPOTENT
+        attempt = 0
+        while True:
+            replica = order[attempt % len(order)]
+            attempt += 1
+            url = replica.url + request.raw_path
             try:
                 answer = await self.session.request(method, url, headers=headers, data=data, allow_redirects=False)
+                replicas.mark_up(replica)
                 break
             except _CONNECTION_ERRORS as exc:
                 if counter is not None and counter.too_large:
                     raise too_large(limit) from None
                 metrics.upstream_error(upstream, "connect")
-                if attempt < attempts:
-                    log.info("retrying upstream", upstream=upstream, method=method, error=repr(exc))
+                never_sent = isinstance(exc, _NOT_CONNECTED)
+                if never_sent:
+                    replicas.mark_down(replica)
+                # Go on to the next replica if the request was never sent (whatever its method) or is
+                # idempotent; a replica that refused is not asked twice for the same request (with one
+                # replica, a reset keep-alive connection is worth one more try on a fresh one).
+                if attempt < attempts and (never_sent or idempotent) and not (never_sent and attempt >= len(order)):
+                    log.info("retrying upstream", upstream=upstream, method=method, url=url, error=repr(exc))
                     continue
                 log.warning("upstream unavailable", upstream=upstream, url=url, error=repr(exc))
                 raise upstream_unavailable(upstream) from None

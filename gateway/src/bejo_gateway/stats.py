@@ -7,6 +7,7 @@ participating pemda) composed into one public answer, in the form of the Jatim B
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any, Self, TypeVar
 
@@ -180,23 +181,30 @@ def parse_query(params: dict[str, str]) -> StatsQuery:
 async def _ask(
     session: aiohttp.ClientSession,
     upstream: str,
-    url: str,
+    bases: list[str],
+    path: str,
     params: dict[str, str],
     headers: dict[str, str],
     model: type[U],
     timeout_seconds: float,
 ) -> U:
-    try:
-        async with session.get(
-            url, params=params, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_seconds)
-        ) as answer:
-            body = await answer.read()
-            status = answer.status
-            content_type = answer.headers.get("Content-Type", "")
-    except TimeoutError:
-        raise GatewayTimeout(f"the {upstream} service did not answer in time", upstream=upstream) from None
-    except (aiohttp.ClientConnectionError, OSError):
-        raise upstream_unavailable(upstream) from None
+    """GET `path` from the first of the upstream's replicas (`bases`, in order) that can be reached."""
+    for index, base in enumerate(bases, start=1):
+        try:
+            async with session.get(
+                base + path, params=params, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_seconds)
+            ) as answer:
+                body = await answer.read()
+                status = answer.status
+                content_type = answer.headers.get("Content-Type", "")
+            break
+        except TimeoutError:
+            raise GatewayTimeout(f"the {upstream} service did not answer in time", upstream=upstream) from None
+        except (aiohttp.ClientConnectionError, OSError):
+            if index == len(bases):
+                raise upstream_unavailable(upstream) from None
+    else:
+        raise upstream_unavailable(upstream)
     if status == 422 and "json" in content_type:
         # The service refused our (already validated) filters: pass its words on.
         problem = orjson.loads(body)
@@ -213,17 +221,19 @@ async def _ask(
 
 async def fetch_stats(
     session: aiohttp.ClientSession,
-    urls: dict[str, str],
+    candidates: Callable[[str], list[str]],
     query: StatsQuery,
     headers: dict[str, str],
     timeout_seconds: float,
     now: datetime,
 ) -> TransparencyStats:
+    """`candidates(upstream)`: base URLs of its replicas in the order to ask them."""
     catalog, orders = await asyncio.gather(
         _ask(
             session,
             "catalog",
-            urls["catalog"] + "/api/v1/catalog/stats",
+            candidates("catalog"),
+            "/api/v1/catalog/stats",
             query.upstream_params(dates=False),
             headers,
             CatalogStats,
@@ -232,7 +242,8 @@ async def fetch_stats(
         _ask(
             session,
             "orders",
-            urls["orders"] + "/api/v1/orders/stats",
+            candidates("orders"),
+            "/api/v1/orders/stats",
             query.upstream_params(dates=True),
             headers,
             OrderStats,
