@@ -4,8 +4,8 @@ real bus, and a publisher of the counterpart services' contract events."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,8 +18,9 @@ from bejo_contracts.catalog import ProductSnapshot, ProductUpserted, ReservedLin
 from bejo_contracts.topology import QueueSpec
 from bejo_kit.bus import Bus, IncomingEvent
 from bejo_kit.settings import KitSettings
-from bejo_kit.store import PartitionedCollection
+from bejo_orders.api import SERVICE
 from bejo_orders.app import build
+from bejo_orders.service import OrdersService
 from bejo_orders.settings import OrdersSettings
 
 PEMDA = "35.15"
@@ -34,6 +35,17 @@ class Harness:
     settings: OrdersSettings
     mongo: AsyncMongoClient[dict[str, Any]]
     seen: list[Envelope] = field(default_factory=list)
+    # Every replica of the app (same settings, database and queues), and the base URL of each.
+    services: list[OrdersService] = field(default_factory=list)
+    bases: list[str] = field(default_factory=list)
+
+    def replica(self, n: int) -> Harness:
+        """This harness talking to replica `n` over HTTP (the bus and the observer are shared)."""
+        return replace(self, base=self.bases[n])
+
+    @property
+    def db(self) -> Any:
+        return self.mongo[self.settings.database_name]
 
     # -- tokens ---------------------------------------------------------------------------------
 
@@ -121,9 +133,8 @@ class Harness:
 
     async def stored_product(self, product_id: str) -> dict[str, Any] | None:
         """The orders service's copy of a catalog product (its read model)."""
-        db = self.mongo[self.settings.database_name]
-        products = PartitionedCollection(db, "products", partitions=self.settings.product_partitions)
-        return await products.find_one(product_id)
+        found: dict[str, Any] | None = await self.db["products"].find_one({"_id": product_id})
+        return found
 
     async def wait_products(self, *product_ids: str) -> None:
         async def stored() -> bool:
@@ -179,14 +190,17 @@ def product(product_id: str, provider_id: str, price: int, **overrides: Any) -> 
 
 
 @asynccontextmanager
-async def start_harness(amqp_url: str, mongodb_url: str, namespace: str, **overrides: Any) -> AsyncIterator[Harness]:
-    """The orders app (own database, bus namespace `namespace`) and an observer of its events."""
+async def start_harness(
+    amqp_url: str, mongodb_url: str, namespace: str, *, replicas: int = 1, **overrides: Any
+) -> AsyncIterator[Harness]:
+    """The orders app (own database, bus namespace `namespace`) and an observer of its events.
+
+    With `replicas` > 1, that many instances of the app run with the same settings: one database,
+    competing consumers on the same queues, each running its own expiry sweep and outbox relay."""
     knobs: dict[str, Any] = {
         "approval_timeout_seconds": 600,
         "expiry_sweep_interval": 0.2,
         "outbox_poll_interval": 0.2,
-        "order_partitions": 4,
-        "product_partitions": 2,
         **overrides,
     }
     settings = support.service_settings(
@@ -209,8 +223,20 @@ async def start_harness(amqp_url: str, mongodb_url: str, namespace: str, **overr
     bus.subscribe(QueueSpec("test.order-events", ("bejo.orders.#",)), observe)
     await bus.start_consuming()
     try:
-        async with support.serve(build(settings)) as base, aiohttp.ClientSession() as http:
-            yield Harness(base=base, http=http, bus=bus, settings=settings, mongo=mongo, seen=seen)
+        async with AsyncExitStack() as stack:
+            apps = [build(settings) for _ in range(replicas)]
+            bases = [await stack.enter_async_context(support.serve(app)) for app in apps]
+            http = await stack.enter_async_context(aiohttp.ClientSession())
+            yield Harness(
+                base=bases[0],
+                http=http,
+                bus=bus,
+                settings=settings,
+                mongo=mongo,
+                seen=seen,
+                services=[app[SERVICE] for app in apps],
+                bases=bases,
+            )
     finally:
         await bus.close()
         await mongo.drop_database(settings.database_name)

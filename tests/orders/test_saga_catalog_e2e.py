@@ -89,7 +89,7 @@ class Saga:
 @pytest.fixture
 async def saga(amqp_url: str, mongodb_url: str, unique: str, request: pytest.FixtureRequest) -> AsyncIterator[Saga]:
     catalog_settings = support.service_settings(
-        CatalogSettings, amqp_url=amqp_url, mongodb_url=mongodb_url, namespace=unique, product_partitions=2
+        CatalogSettings, amqp_url=amqp_url, mongodb_url=mongodb_url, namespace=unique
     )
     async with (
         support.serve(build_catalog(catalog_settings)) as catalog,

@@ -4,26 +4,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bejo_kit.mongo import Indexes
 from bejo_kit.runtime import Runtime, run_service
 
 from . import api
 from .consumers import Consumers
-from .repository import Repository
+from .repository import INDEXES, ORDERS, Repository
 from .service import OrdersService
 from .settings import OrdersSettings
 
 
 def build(settings: OrdersSettings | None = None) -> web.Application:
     settings = settings or OrdersSettings()
-    names = [f"orders.p{i:02d}" for i in range(settings.order_partitions)]
-    runtime = Runtime(settings, outbox_collections=names, indexes=Indexes({}))
-    repo = Repository(
-        runtime.db,
-        runtime.outbox,
-        order_partitions=settings.order_partitions,
-        product_partitions=settings.product_partitions,
-    )
+    runtime = Runtime(settings, outbox_collections=[ORDERS], indexes=INDEXES)
+    repo = Repository(runtime.db, runtime.outbox)
     service = OrdersService(repo, runtime.bus, settings)
     Consumers(service, repo).subscribe(runtime.bus)
     runtime.add_loop("order-expiry", service.expiry_loop)

@@ -1,86 +1,82 @@
-"""Mongo adapter of the orders service, shaped by FerretDB (see docs/orders.md).
+"""Mongo adapter of the orders service (see docs/orders.md, "Storage").
 
 Collections:
-- `orders.pNN` (partitioned by order id): the aggregates, with their history, inbox and outbox;
-- `products.pNN` (partitioned by product id): the catalog's product snapshots, our read model;
-- `providers`: the catalog's provider standing (small);
+- `orders`: the aggregates, with their history, inbox and outbox;
+- `products`: the catalog's product snapshots, our read model (newest `version` wins);
+- `providers`: the catalog's provider standing (newest envelope time wins);
 - `checkouts`: idempotency records, `_id` = `<pp sub>:<Idempotency-Key>` (insert-only);
-- `timers`: one document per reservation awaiting the PPK, `_id` = order id (small, deleted when done);
-- `bast_numbers`: claimed BAST numbers, `_id` = `bast:<pemda>:<year>:<seq>` (insert-only);
-- `counters`: per pemda/year hint of the next BAST sequence (small).
+- `counters`: BAST sequences, `_id` = `bast:<pemda>:<year>`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import heapq
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from bejo_contracts import Envelope
 from bejo_contracts.catalog import ProductSnapshot
-from bejo_kit.inbox import guarded, is_duplicate_key
-from bejo_kit.logging import get_logger
-from bejo_kit.mongo import Document, utcnow
-from bejo_kit.outbox import Outbox, PendingEvents, staged, with_events
-from bejo_kit.store import KeyedLocks, PartitionedCollection
+from bejo_kit.inbox import guarded
+from bejo_kit.mongo import Document, Indexes, utcnow
+from bejo_kit.outbox import WITHOUT_OUTBOX, Outbox
 
 from .domain import Order
 
-log = get_logger(__name__)
-
+ORDERS = "orders"
+NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
+# Indexes for every query below; the outbox marker index comes from the runtime.
+INDEXES = Indexes(
+    {
+        ORDERS: [
+            # listing, newest first: a buyer's satker, a provider's orders, an admin's pemda prefix
+            # (walked newest first and filtered, so a page never sorts the whole province)
+            IndexModel([("pemda", ASCENDING), ("satker", ASCENDING), *NEWEST_FIRST], name="satker_newest"),
+            IndexModel([("provider_id", ASCENDING), *NEWEST_FIRST], name="provider_newest"),
+            IndexModel(NEWEST_FIRST, name="newest"),
+            # expiry sweep: reserved orders past their approval deadline
+            IndexModel([("status", ASCENDING), ("approval_due_at", ASCENDING)], name="status_due"),
+            # stats (paid orders by pemda and payment time) and OCDS (published, most recently changed)
+            IndexModel([("status", ASCENDING), ("pemda", ASCENDING), ("paid_at", ASCENDING)], name="status_paid"),
+            IndexModel([("status", ASCENDING), ("updated_at", DESCENDING), ("_id", DESCENDING)], name="status_changed"),
+        ]
+    }
+)
 # Listing and stats never need the heavy arrays.
-SUMMARY_PROJECTION = {"history": 0, "inbox": 0, "events": 0}
+SUMMARY = {"history": 0, "inbox": 0, **WITHOUT_OUTBOX}
 
 
 class Repository:
-    def __init__(
-        self, db: AsyncDatabase[Document], outbox: Outbox, *, order_partitions: int, product_partitions: int
-    ) -> None:
-        self.db = db
+    def __init__(self, db: AsyncDatabase[Document], outbox: Outbox) -> None:
         self.outbox = outbox
-        self.orders = PartitionedCollection(db, "orders", partitions=order_partitions)
-        self.products = PartitionedCollection(db, "products", partitions=product_partitions)
+        self.orders = db[ORDERS]
+        self.products = db["products"]
         self.providers = db["providers"]
         self.checkouts = db["checkouts"]
-        self.timers = db["timers"]
-        self.bast_numbers = db["bast_numbers"]
         self.counters = db["counters"]
-        self._product_locks = KeyedLocks()
-        self._bast_next: dict[str, int] = {}
 
     # -- orders ---------------------------------------------------------------------------------
 
     async def get_order(self, order_id: str) -> Order | None:
-        doc = await self.orders.find_one(order_id, {"events": 0})
+        doc = await self.orders.find_one({"_id": order_id}, WITHOUT_OUTBOX)
         return Order.model_validate(doc) if doc else None
 
     async def insert_order(self, document: Document, envelopes: Sequence[Envelope]) -> bool:
         """Insert a new order with its first events; False if it already exists (a replayed checkout)."""
-        pending = await self._prepare(document["_id"], envelopes)
         try:
-            await self.orders.insert_one(staged(document, pending))
-        except Exception as exc:
-            if is_duplicate_key(exc):
-                # Another request of the same checkout wrote it, with its own events: drop ours.
-                await self.outbox.settle(pending, applied=False)
-                return False
-            await self.outbox.settle(pending, applied=False)
-            raise
-        await self.outbox.settle(pending, applied=True)
+            await self.outbox.insert_one(self.orders, document, envelopes)
+        except DuplicateKeyError:
+            return False
         return True
-
-    async def _prepare(self, order_id: str, envelopes: Sequence[Envelope]) -> PendingEvents:
-        """Store the relay's hints before the state write (see bejo_kit.outbox)."""
-        return await self.outbox.prepare(self.orders.partition_of(order_id).name, order_id, envelopes)
 
     async def save_transition(
         self, before: Order, after: Order, envelopes: Sequence[Envelope], event_id: str | None = None
     ) -> bool:
-        """State, history entry and events in one conditional write; False if the order moved meanwhile."""
+        """State, history entry and events in one write, on the version read; False if the order moved."""
         old, new = before.document(), after.document()
         changed = {
             name: value
@@ -91,33 +87,27 @@ class Repository:
         update: Document = {"$set": changed} if changed else {}
         if new_entries:
             update["$push"] = {"history": {"$each": new_entries}}
-        condition: Document = {"version": before.version}
+        condition: Document = {"_id": before.id, "version": before.version}
         if event_id is not None:
             condition, update = guarded(condition, update, event_id)
-        pending = await self.outbox.prepare(self.orders.partition_of(before.id).name, before.id, envelopes)
-        try:
-            result = await self.orders.update_one(before.id, with_events(update, pending), condition=condition)
-        except Exception:
-            await self.outbox.settle(pending, applied=False)
-            raise
-        applied = result.modified_count == 1
-        await self.outbox.settle(pending, applied=applied)
-        return applied
+        return await self.outbox.update_one(self.orders, condition, update, envelopes)
 
-    async def list_orders(self, filter_: Document, limit: int, *, projection: Document | None = None) -> list[Document]:
-        """Newest first (created_at, then _id, descending) across every partition."""
+    async def list_orders(self, filter_: Document, limit: int) -> list[Document]:
+        """Newest first (created_at, then _id, descending)."""
+        return await self.orders.find(filter_, SUMMARY).sort(NEWEST_FIRST).limit(limit).to_list()
 
-        async def one(collection: Any) -> list[Document]:
-            cursor = collection.find(filter_, projection or SUMMARY_PROJECTION)
-            return await cursor.sort([("created_at", -1), ("_id", -1)]).limit(limit).to_list()  # type: ignore[no-any-return]
+    async def paid_orders(self, filter_: Document) -> list[Document]:
+        return await self.orders.find(filter_, {"pemda": 1, "total": 1, "paid_at": 1}).to_list()
 
-        pages = await asyncio.gather(*(one(c) for c in self.orders))
-        merged = heapq.merge(*pages, key=lambda d: (d["created_at"], d["_id"]), reverse=True)
-        return [doc for _, doc in zip(range(limit), merged, strict=False)]
+    async def recently_changed(self, filter_: Document, limit: int) -> list[Order]:
+        projection = {"inbox": 0, **WITHOUT_OUTBOX}
+        cursor = self.orders.find(filter_, projection).sort([("updated_at", DESCENDING), ("_id", DESCENDING)])
+        return [Order.model_validate(doc) for doc in await cursor.limit(limit).to_list()]
 
-    async def scan_orders(self, filter_: Document, projection: Document) -> list[Document]:
-        pages = await asyncio.gather(*(c.find(filter_, projection).to_list() for c in self.orders))
-        return [doc for page in pages for doc in page]
+    async def overdue_reservations(self, now: datetime, limit: int = 500) -> list[str]:
+        filter_ = {"status": "reserved", "approval_due_at": {"$lte": now}}
+        docs = await self.orders.find(filter_, {"_id": 1}).limit(limit).to_list()
+        return [doc["_id"] for doc in docs]
 
     # -- idempotency records --------------------------------------------------------------------
 
@@ -127,115 +117,63 @@ class Repository:
     async def insert_checkout(self, record: Document) -> bool:
         try:
             await self.checkouts.insert_one(record)
-        except Exception as exc:
-            if is_duplicate_key(exc):
-                return False
-            raise
+        except DuplicateKeyError:
+            return False
         return True
 
-    # -- product read model ---------------------------------------------------------------------
+    # -- product and provider read models -------------------------------------------------------
 
     async def get_products(self, product_ids: Sequence[str]) -> dict[str, ProductSnapshot | None]:
-        docs = await asyncio.gather(*(self.products.find_one(pid) for pid in product_ids))
-        return {
-            pid: ProductSnapshot.model_validate(doc["snapshot"]) if doc else None
-            for pid, doc in zip(product_ids, docs, strict=True)
-        }
+        docs = await self.products.find({"_id": {"$in": list(product_ids)}}).to_list()
+        found = {doc["_id"]: ProductSnapshot.model_validate(doc["snapshot"]) for doc in docs}
+        return {pid: found.get(pid) for pid in product_ids}
 
     async def upsert_product(self, snapshot: ProductSnapshot) -> bool:
         """Keep the newest version; an older or equal version (redelivery, reordering) is dropped."""
-        doc = {
-            "_id": snapshot.product_id,
-            "version": snapshot.version,
-            "snapshot": snapshot.model_dump(mode="json"),
-            "stored_at": utcnow(),
-        }
-        async with self._product_locks.hold(snapshot.product_id):
-            while True:
-                current = await self.products.find_one(snapshot.product_id, {"version": 1})
-                if current is None:
-                    try:
-                        await self.products.insert_one(doc)
-                    except Exception as exc:
-                        if is_duplicate_key(exc):
-                            continue  # another replica inserted first: compare versions again
-                        raise
-                    return True
-                if current["version"] >= snapshot.version:
-                    return False
-                result = await self.products.replace_one(
-                    snapshot.product_id, doc, condition={"version": current["version"]}
-                )
-                if result.modified_count == 1:
-                    return True
+        fields = {"snapshot": snapshot.model_dump(mode="json"), "stored_at": utcnow()}
+        return await _keep_newest(self.products, snapshot.product_id, "version", snapshot.version, fields)
 
     async def provider_statuses(self, provider_ids: Sequence[str]) -> dict[str, str]:
-        docs = await asyncio.gather(*(self.providers.find_one({"_id": pid}) for pid in set(provider_ids)))
-        return {doc["_id"]: doc["status"] for doc in docs if doc}
+        docs = await self.providers.find({"_id": {"$in": sorted(set(provider_ids))}}).to_list()
+        return {doc["_id"]: doc["status"] for doc in docs}
 
     async def upsert_provider(self, provider_id: str, status: str, as_of: datetime) -> bool:
         """Provider events carry no version: the envelope time orders them; older ones are dropped."""
-        async with self._product_locks.hold(f"provider:{provider_id}"):
-            current = await self.providers.find_one({"_id": provider_id})
-            if current is None:
-                try:
-                    await self.providers.insert_one({"_id": provider_id, "status": status, "as_of": as_of})
-                except Exception as exc:
-                    if not is_duplicate_key(exc):
-                        raise
-                    return await self.upsert_provider(provider_id, status, as_of)
-                return True
-            if current["as_of"] >= as_of:
-                return False
-            await self.providers.update_one(
-                {"_id": provider_id, "as_of": current["as_of"]}, {"$set": {"status": status, "as_of": as_of}}
-            )
-            return True
-
-    # -- expiry timers --------------------------------------------------------------------------
-
-    async def arm_timer(self, order_id: str, due_at: datetime) -> None:
-        try:
-            await self.timers.insert_one({"_id": order_id, "due_at": due_at})
-        except Exception as exc:
-            if not is_duplicate_key(exc):
-                raise
-
-    async def due_timers(self, now: datetime, limit: int = 500) -> list[str]:
-        docs = await self.timers.find({"due_at": {"$lte": now}}, {"_id": 1}).limit(limit).to_list()
-        return [doc["_id"] for doc in docs]
-
-    async def claim_timer(self, order_id: str) -> bool:
-        """Delete by _id: exactly one caller (replica) sees deleted_count == 1, even on FerretDB."""
-        result = await self.timers.delete_one({"_id": order_id})
-        return result.deleted_count == 1
+        return await _keep_newest(self.providers, provider_id, "as_of", as_of, {"status": status})
 
     # -- BAST numbers ---------------------------------------------------------------------------
 
-    async def allocate_bast_sequence(self, pemda: str, year: int, order_id: str) -> int:
-        """The next free sequence for a pemda and year, claimed by inserting a unique `_id`.
-
-        Inserting a duplicate `_id` is atomic on FerretDB too, so two replicas can never claim the
-        same number; the counter document is only a hint of where to start probing."""
-        key = f"{pemda}:{year}"
-        sequence = self._bast_next.get(key)
-        if sequence is None:
-            hint = await self.counters.find_one({"_id": f"bast:{key}"})
-            sequence = int(hint["next"]) if hint else 1
-        while True:
+    async def next_bast_sequence(self, pemda: str, year: int) -> int:
+        """The next BAST sequence of a pemda and year: one atomic `$inc`, so no two orders share one."""
+        for _ in range(2):
             try:
-                await self.bast_numbers.insert_one(
-                    {"_id": f"bast:{key}:{sequence:06d}", "order_id": order_id, "claimed_at": utcnow()}
+                doc = await self.counters.find_one_and_update(
+                    {"_id": f"bast:{pemda}:{year}"},
+                    {"$inc": {"seq": 1}},
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
                 )
-                break
-            except Exception as exc:
-                if not is_duplicate_key(exc):
-                    raise
-                sequence += 1
-        self._bast_next[key] = sequence + 1
+            except DuplicateKeyError:
+                continue  # two first-ever upserts raced; the counter exists now
+            assert doc is not None  # upserted
+            return int(doc["seq"])
+        raise RuntimeError("BAST counter upsert kept colliding")  # pragma: no cover
+
+
+async def _keep_newest(
+    collection: AsyncCollection[Document], doc_id: str, order_field: str, value: Any, fields: Document
+) -> bool:
+    """Upsert `fields` unless the stored `order_field` is equal or newer; True if written.
+
+    A duplicate key on the upsert means the document exists and did not match, i.e. is not older,
+    unless it was first inserted (by a racing older event) between our match and our insert: one
+    more attempt settles that case."""
+    for _ in range(2):
         try:
-            await self.counters.update_one({"_id": f"bast:{key}"}, {"$max": {"next": sequence + 1}}, upsert=True)
-        except Exception as exc:
-            if not is_duplicate_key(exc):  # two first-ever upserts raced; the hint is advisory anyway
-                raise
-        return sequence
+            result = await collection.update_one(
+                {"_id": doc_id, order_field: {"$lt": value}}, {"$set": {order_field: value, **fields}}, upsert=True
+            )
+        except DuplicateKeyError:
+            continue
+        return result.modified_count == 1 or result.upserted_id is not None
+    return False

@@ -1,8 +1,7 @@
 """Use cases: load, decide (domain), save state + history + events in one document write.
 
-Every mutation of an order holds the order's lock (`KeyedLocks`) and writes conditionally on the
-version it read. On MongoDB the conditional write alone is atomic across replicas; on FerretDB it
-is not (read-modify-write races across connections), and the lock makes it safe within a replica.
+Every mutation of an order writes conditionally on the version it read; a write that lost a race
+with another request or replica is retried on fresh state (`retry_on_conflict`).
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import re
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import orjson
@@ -27,11 +26,11 @@ from bejo_contracts.pricing import effective_price
 from bejo_kit.api import Reply
 from bejo_kit.auth import Principal
 from bejo_kit.bus import Bus
+from bejo_kit.concurrency import WriteConflict, retry_on_conflict
 from bejo_kit.errors import Conflict, NotFound, ValidationProblem
 from bejo_kit.logging import get_logger
 from bejo_kit.mongo import Document, utcnow
 from bejo_kit.paging import decode_cursor, encode_cursor
-from bejo_kit.store import KeyedLocks
 
 from . import domain, ocds
 from .domain import SYSTEM_CALLER, Action, Caller, IllegalTransition, Order
@@ -73,7 +72,6 @@ class OrdersService:
         self.repo = repo
         self.bus = bus
         self.settings = settings
-        self.locks = KeyedLocks()
 
     # -- placing ----------------------------------------------------------------------------------
 
@@ -136,7 +134,7 @@ class OrdersService:
             if winner is None:  # pragma: no cover - records are never deleted
                 raise ConcurrentUpdate("checkout record vanished; retry")
             return await self._replay(winner, digest)
-        await self._insert_orders(record["orders"], recovering=False)
+        await self._insert_orders(record["orders"])
         return Reply(record["response"], status=201)
 
     async def _replay(self, record: Document, digest: str) -> Reply:
@@ -147,19 +145,15 @@ class OrdersService:
                 checkout_id=record["checkout_id"],
             )
         # Finish a checkout whose process died between claiming the key and inserting the orders.
-        await self._insert_orders(record["orders"], recovering=True)
+        await self._insert_orders(record["orders"])
         return Reply(record["response"], status=201, headers={"Idempotent-Replayed": "true"})
 
-    async def _insert_orders(self, planned: list[Document], *, recovering: bool) -> None:
+    async def _insert_orders(self, planned: list[Document]) -> None:
+        # An order and its first event are one insert: an order already there (inserted by the
+        # first request, or by a replay) is a duplicate key and its events are not raised twice.
         for plan in planned:
-            document = plan["document"]
-            if not recovering or await self.repo.get_order(document["_id"]) is None:
-                # Never written, so never published: fresh event ids keep the outbox hints unique.
-                envelopes = [
-                    Envelope.model_validate({**e, "id": uuid.uuid4().hex}) if recovering else Envelope.model_validate(e)
-                    for e in plan["envelopes"]
-                ]
-                await self.repo.insert_order(document, envelopes)
+            envelopes = [Envelope.model_validate(e) for e in plan["envelopes"]]
+            await self.repo.insert_order(plan["document"], envelopes)
 
     async def _product_facts(self, product_ids: list[str], now: datetime) -> dict[str, domain.ProductFacts | None]:
         snapshots = await self.repo.get_products(list(dict.fromkeys(product_ids)))
@@ -234,31 +228,17 @@ class OrdersService:
             scope = query.pemda or principal.pemda
             if not (scope == principal.pemda or scope.startswith(principal.pemda + ".")):
                 return OrderList(items=[], next_cursor=None)
-            filter_["pemda"] = {"$regex": f"^{_regex_literal(scope)}(\\.|$)"}
+            filter_["pemda"] = _pemda_and_below(scope)
         if query.status:
             filter_["status"] = query.status
         if query.satker and "satker" not in filter_:
             filter_["satker"] = query.satker
         if query.provider_id and "provider_id" not in filter_:
             filter_["provider_id"] = query.provider_id
-        start, end = domain.wib_day_bounds(query.from_, query.to)
-        created: dict[str, datetime] = {}
-        if start:
-            created["$gte"] = start
-        if end:
-            created["$lt"] = end
-        conditions: list[dict[str, Any]] = [filter_]
-        if created:
-            conditions.append({"created_at": created})
-        position = decode_cursor(query.cursor)
-        if position is not None:
-            try:
-                at, last_id = datetime.fromisoformat(position["at"]), str(position["id"])
-            except (KeyError, TypeError, ValueError):
-                raise ValidationProblem.field("cursor", "malformed cursor; pass back a next_cursor") from None
-            conditions.append({"$or": [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": last_id}}]})
-        combined = conditions[0] if len(conditions) == 1 else {"$and": conditions}
-        docs = await self.repo.list_orders(combined, query.limit + 1)
+        if created := _day_range(query.from_, query.to):
+            filter_["created_at"] = created
+        filter_.update(_after_cursor("created_at", query.cursor, "a next_cursor"))
+        docs = await self.repo.list_orders(filter_, query.limit + 1)
         page = [Order.model_validate(d) for d in docs[: query.limit]]
         next_cursor = None
         if len(docs) > query.limit:
@@ -269,15 +249,13 @@ class OrdersService:
     async def stats(self, query: StatsQuery) -> Stats:
         filter_: dict[str, Any] = {"status": {"$in": list(PAID_STATUSES)}}
         if query.pemda:
-            filter_["pemda"] = {"$regex": f"^{_regex_literal(query.pemda)}(\\.|$)"}
-        docs = await self.repo.scan_orders(filter_, {"pemda": 1, "total": 1, "paid_at": 1, "updated_at": 1})
-        start, end = domain.wib_day_bounds(query.from_, query.to)
+            filter_["pemda"] = _pemda_and_below(query.pemda)
+        if paid := _day_range(query.from_, query.to):
+            filter_["paid_at"] = paid  # `pay` and `settle` both set it
         by_pemda: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         by_period: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        for doc in docs:
-            paid_at: datetime = doc.get("paid_at") or doc["updated_at"]
-            if (start and paid_at < start) or (end and paid_at >= end):
-                continue
+        for doc in await self.repo.paid_orders(filter_):
+            paid_at: datetime = doc["paid_at"]
             for bucket in (by_pemda[doc["pemda"]], by_period[domain.period_of(paid_at)]):
                 bucket[0] += 1
                 bucket[1] += int(doc["total"])
@@ -299,16 +277,9 @@ class OrdersService:
         """Releases of approved-or-later orders, most recently changed first, and the next cursor."""
         filter_: dict[str, Any] = {"status": {"$in": list(ocds.PUBLISHED_STATUSES)}}
         if query.pemda:
-            filter_["pemda"] = {"$regex": f"^{_regex_literal(query.pemda)}(\\.|$)"}
-        docs = await self.repo.scan_orders(filter_, {"inbox": 0, "events": 0})
-        orders = sorted((Order.model_validate(d) for d in docs), key=lambda o: (o.updated_at, o.id), reverse=True)
-        position = decode_cursor(query.cursor)
-        if position is not None:
-            try:
-                after = (datetime.fromisoformat(position["at"]), str(position["id"]))
-            except (KeyError, TypeError, ValueError):
-                raise ValidationProblem.field("cursor", "malformed cursor; pass back links.next") from None
-            orders = [o for o in orders if (o.updated_at, o.id) < after]
+            filter_["pemda"] = _pemda_and_below(query.pemda)
+        filter_.update(_after_cursor("updated_at", query.cursor, "links.next"))
+        orders = await self.repo.recently_changed(filter_, query.limit + 1)
         page = orders[: query.limit]
         next_cursor = None
         if len(orders) > query.limit:
@@ -335,7 +306,7 @@ class OrdersService:
                 return {"tracking_note": tracking_note}
             if action == "receive":
                 year = domain.bast_year(now)
-                sequence = await self.repo.allocate_bast_sequence(order.pemda, year, order.id)
+                sequence = await self.repo.next_bast_sequence(order.pemda, year)
                 return {"bast_number": domain.bast_number(order.pemda, year, sequence)}
             return {}
 
@@ -377,8 +348,6 @@ class OrdersService:
                 working_days=self.settings.approval_working_days,
                 timeout_seconds=self.settings.approval_timeout_seconds,
             )
-            # Armed before the order changes: a crash in between leaves a timer the sweep discards.
-            await self.repo.arm_timer(order.id, due)
             return {**snapshot, "approval_due_at": due}
 
         try:
@@ -389,18 +358,21 @@ class OrdersService:
     async def _late_reservation(self, event_id: str, order_id: str, exc: IllegalTransition) -> None:
         """A reservation that arrives after the order was cancelled (cancel raced the catalog): tell
         the catalog again, so the units it just reserved are released."""
-        order = await self.repo.get_order(order_id)
-        if order is None or order.status not in ("cancelled", "expired") or event_id in order.inbox:
-            log.info("stale stock reservation ignored", order_id=order_id, detail=exc.detail)
-            return
-        async with self.locks.hold(order_id):
+
+        async def attempt() -> str | None:
             order = await self.repo.get_order(order_id)
-            if order is None or event_id in order.inbox:
-                return
+            if order is None or order.status not in ("cancelled", "expired") or event_id in order.inbox:
+                return None
             envelope = self.bus.envelope(domain.event_for(order))
-            saved = await self.repo.save_transition(order, order, [envelope], event_id)
-        if saved:
-            log.info("late reservation: release requested again", order_id=order_id, status=order.status)
+            if not await self.repo.save_transition(order, order, [envelope], event_id):
+                raise WriteConflict(order_id)
+            return order.status
+
+        status = await retry_on_conflict(attempt)
+        if status is None:
+            log.info("stale stock reservation ignored", order_id=order_id, detail=exc.detail)
+        else:
+            log.info("late reservation: release requested again", order_id=order_id, status=status)
 
     async def on_stock_rejected(self, event_id: str, event: StockRejected) -> None:
         reason = "; ".join(f"{r.product_id}: {r.code} ({r.message})" for r in event.rejections) or "stock rejected"
@@ -441,12 +413,13 @@ class OrdersService:
         )
 
     async def expire_due(self, now: datetime | None = None) -> int:
-        """Expire reservations the PPK left past their due time; returns how many expired here."""
+        """Expire reservations the PPK left past their deadline; returns how many expired here.
+
+        Every replica sweeps. The conditional transition is the claim: of replicas expiring one
+        order, one write matches its version and the others find it expired on retry. An order
+        whose expiry failed is still reserved and overdue, so a later sweep (any replica) retries."""
         expired = 0
-        for order_id in await self.repo.due_timers(now or utcnow()):
-            # Claim: of several replicas sweeping, exactly one deletes the timer and acts on it.
-            if not await self.repo.claim_timer(order_id):
-                continue
+        for order_id in await self.repo.overdue_reservations(now or utcnow()):
             try:
                 await self._apply(
                     order_id,
@@ -457,20 +430,14 @@ class OrdersService:
                 )
                 expired += 1
             except (IllegalTransition, NotFound):
-                pass  # approved, rejected or cancelled meanwhile: nothing to expire
-            except Exception:
-                # Put the timer back so a later sweep (here or elsewhere) tries again.
-                order = await self.repo.get_order(order_id)
-                if order is not None and order.approval_due_at is not None:
-                    await self.repo.arm_timer(order_id, order.approval_due_at)
-                raise
+                pass  # approved, rejected, cancelled or expired meanwhile (by this replica or another)
         return expired
 
     async def expiry_loop(self) -> None:
         while True:
             try:
                 await self.expire_due()
-            except Exception as exc:  # noqa: BLE001 - keep sweeping; the failed timer was re-armed
+            except Exception as exc:  # noqa: BLE001 - keep sweeping; what failed is still overdue
                 log.warning("expiry sweep failed", error=str(exc))
             await asyncio.sleep(self.settings.expiry_sweep_interval)
 
@@ -505,7 +472,7 @@ class OrdersService:
         reason: str | None = None,
         event_id: str | None = None,
     ) -> Order:
-        async with self.locks.hold(order_id):
+        async def attempt() -> Order:
             order = await self.repo.get_order(order_id)
             if order is None or not domain.can_see(order, caller):
                 raise NotFound(f"no order {order_id}", code="order_not_found")
@@ -513,7 +480,7 @@ class OrdersService:
                 log.info("duplicate event ignored", order_id=order_id, event_id=event_id)
                 return order
             chosen = action(order) if callable(action) else action
-            domain.authorize(order, chosen, caller)  # before side effects such as claiming a BAST number
+            domain.authorize(order, chosen, caller)  # before side effects such as issuing a BAST number
             now = utcnow()
             changed = await changes(order, now)
             after = domain.transition(
@@ -521,15 +488,36 @@ class OrdersService:
             )
             envelope: Envelope = self.bus.envelope(domain.event_for(after))
             if not await self.repo.save_transition(order, after, [envelope], event_id):
-                raise ConcurrentUpdate("the order changed meanwhile; retry", current_status=order.status)
-        if order.status == "reserved" and after.status != "reserved":
-            await self.repo.claim_timer(order_id)  # no longer awaiting the PPK
-        return after
+                raise WriteConflict(order_id)
+            return after
+
+        try:
+            return await retry_on_conflict(attempt)
+        except WriteConflict:
+            raise ConcurrentUpdate("the order keeps changing meanwhile; retry") from None
 
 
 async def _const(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-def _regex_literal(text: str) -> str:
-    return re.escape(text)
+def _pemda_and_below(pemda: str) -> dict[str, str]:
+    """A pemda code and the codes under it (`35` matches `35` and `35.15`, not `351`)."""
+    return {"$regex": f"^{re.escape(pemda)}(\\.|$)"}
+
+
+def _day_range(day_from: date | None, day_to: date | None) -> dict[str, datetime]:
+    start, end = domain.wib_day_bounds(day_from, day_to)
+    return {op: at for op, at in (("$gte", start), ("$lt", end)) if at is not None}
+
+
+def _after_cursor(field: str, cursor: str | None, hint: str) -> dict[str, Any]:
+    """The rows after the cursor's row in (`field`, `_id`) descending order, as a filter."""
+    position = decode_cursor(cursor)
+    if position is None:
+        return {}
+    try:
+        at, last_id = datetime.fromisoformat(position["at"]), str(position["id"])
+    except (KeyError, TypeError, ValueError):
+        raise ValidationProblem.field("cursor", f"malformed cursor; pass back {hint}") from None
+    return {"$or": [{field: {"$lt": at}}, {field: at, "_id": {"$lt": last_id}}]}

@@ -28,11 +28,6 @@ class OrdersSettings(KitSettings):
     # How often the expiry timer looks for overdue reservations.
     expiry_sweep_interval: float = Field(5.0, gt=0)
 
-    # Partitions keep each physical collection small: on FerretDB every write scans its collection.
-    # The product read model holds the whole catalog (~30k products seeded), hence more partitions.
-    # Both are fixed for the life of a database.
-    order_partitions: int = Field(16, ge=1, le=256)
-    product_partitions: int = Field(64, ge=1, le=256)
     max_lines: int = Field(100, ge=1)
     # OCDS: the ocid prefix registered for this publisher, and the publisher's name.
     ocds_ocid_prefix: str = Field("ocds-bejo", min_length=1)
