@@ -2,8 +2,8 @@
 
 Three kinds of signed callback, prepared (signed) before timing and sent with CONCURRENCY in flight:
 - baseline: forged signatures, refused after the HMAC check (no database work);
-- pay: valid first notifications: VA look-up, payment update with its event, ledger postings,
-  settlement (a second update with its event and postings), response stored;
+- pay: valid first notifications: callback record, VA look-up, payment update with its event and
+  posting, settlement (a second update with its event and posting), response stored;
 - replay: the same notifications again: answered from the stored response.
 """
 
@@ -166,7 +166,8 @@ async def run() -> None:
                 if (await service.repo.get(f"pay-bench-{run_id}-{n}") or {}).get("status") == "settled"
             ]
         )
-        postings = await client[settings.database_name]["journal"].count_documents({})
+        payments = client[settings.database_name]["payments"]
+        postings = sum([len(doc["ledger"]) async for doc in payments.find({}, {"ledger": 1})])
         print(f"check: {settled}/{PAYMENTS} settled, {postings} postings (expected {2 * PAYMENTS})")
     finally:
         await runner.cleanup()

@@ -1,11 +1,13 @@
-"""Fixtures of the payments tests: the service running on the real bus and store, a publisher of order
-events in the same bus namespace, and a listener that records what payments publishes."""
+"""Fixtures of the payments tests: the service running on the real bus and store (as one replica or
+several sharing one database and one set of queues), a publisher of order events in the same bus
+namespace, and a listener that records what payments publishes."""
 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +24,7 @@ from bejo_kit.bus import Bus, IncomingEvent
 from bejo_kit.settings import KitSettings
 from bejo_payments import api
 from bejo_payments.app import build
+from bejo_payments.sandbox import CALLBACK_PATH, send_payment_callback
 from bejo_payments.service import PaymentsService
 from bejo_payments.settings import PaymentsSettings
 
@@ -38,6 +41,8 @@ class Payments:
     satker: str
     provider_id: str
     events: list[Envelope] = field(default_factory=list)
+    # Every replica of the service, this one first; they share the database, queues and listener.
+    replicas: list[Payments] = field(default_factory=list)
 
     # -- tokens -----------------------------------------------------------------------------------
 
@@ -130,10 +135,37 @@ class Payments:
 StartPayments = Callable[..., Any]
 
 
+def ledger_sum(items: list[dict[str, Any]]) -> int:
+    return sum(item["amount"] for item in items)
+
+
+def by_account(items: list[dict[str, Any]]) -> dict[str, int]:
+    totals: Counter[str] = Counter()
+    for item in items:
+        totals[item["account"]] += item["amount"]
+    return {account: amount for account, amount in totals.items() if amount != 0}
+
+
+async def callback(p: Payments, va: str, amount: int, **overrides: Any) -> tuple[int, dict[str, Any]]:
+    """A bank callback to replica `p`, signed as the sandbox bank signs it."""
+    arguments: dict[str, Any] = {
+        "callback_url": p.base_url + CALLBACK_PATH,
+        "va_number": va,
+        "amount": amount,
+        "partner_id": p.settings.sandbox_partner_id,
+        "secret": p.settings.snap_client_secrets[p.settings.sandbox_partner_id],
+        "token": p.settings.snap_callback_token,
+        "va_prefix": p.settings.va_prefix,
+        **overrides,
+    }
+    result = await send_payment_callback(**arguments)
+    return result.http_status, result.body
+
+
 @pytest.fixture
 def start_payments(amqp_url: str, mongodb_url: str, unique: str) -> StartPayments:
     @asynccontextmanager
-    async def start(**overrides: Any) -> AsyncIterator[Payments]:
+    async def start(replicas: int = 1, **overrides: Any) -> AsyncIterator[Payments]:
         settings = service_settings(
             PaymentsSettings,
             amqp_url=amqp_url,
@@ -143,7 +175,6 @@ def start_payments(amqp_url: str, mongodb_url: str, unique: str) -> StartPayment
             expiry_check_interval_seconds=0.05,
             **overrides,
         )
-        app = build(settings)
         listener_settings = KitSettings(
             service_name="payments-test",
             amqp_url=amqp_url,
@@ -162,17 +193,25 @@ def start_payments(amqp_url: str, mongodb_url: str, unique: str) -> StartPayment
         await bus.start_consuming()
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url)
         try:
-            async with serve(app) as base_url, aiohttp.ClientSession() as http:
-                yield Payments(
-                    base_url=base_url,
-                    settings=settings,
-                    service=app[api.SERVICE],
-                    bus=bus,
-                    http=http,
-                    satker=f"dinkes-{unique}",
-                    provider_id=f"prov-{unique}",
-                    events=harness_events,
-                )
+            async with AsyncExitStack() as stack:
+                http = await stack.enter_async_context(aiohttp.ClientSession())
+                started: list[Payments] = []
+                for _ in range(replicas):  # the same settings: one database, competing consumers
+                    app = build(settings)
+                    started.append(
+                        Payments(
+                            base_url=await stack.enter_async_context(serve(app)),
+                            settings=settings,
+                            service=app[api.SERVICE],
+                            bus=bus,
+                            http=http,
+                            satker=f"dinkes-{unique}",
+                            provider_id=f"prov-{unique}",
+                            events=harness_events,
+                            replicas=started,
+                        )
+                    )
+                yield started[0]
         finally:
             await bus.close()
             await client.drop_database(settings.database_name)

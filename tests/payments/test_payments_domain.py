@@ -176,3 +176,7 @@ def test_callback_decisions() -> None:
     assert decide(status="refunded") == "paid_bill"
     assert decide(status="cancelled") == "cancelled"
     assert decide(status="va_expired", paid_amount=5) == "expired"  # expiry is checked before the amount
+    # The notification that paid it, applied again (a duplicate in flight), is a repeat, not a second payment.
+    assert decide(status="settled", paid_via="k1", via="k1") == "repeat"
+    assert decide(status="settled", paid_via="k1", via="k2") == "paid_bill"
+    assert decide(status="awaiting_payment", paid_via=None, via="k1") == "pay"

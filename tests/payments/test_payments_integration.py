@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from payments_harness import PEMDA, Payments, StartPayments
+from payments_harness import PEMDA, StartPayments, by_account, callback, ledger_sum
 from support import bearer, serve, service_settings, token, wait_until
 
 from bejo_contracts.orders import OrderCancelled
@@ -24,38 +22,14 @@ from bejo_contracts.payments import (
     VirtualAccountExpired,
     VirtualAccountIssued,
 )
+from bejo_kit.mongo import utcnow
 from bejo_payments.app import build
-from bejo_payments.sandbox import CALLBACK_PATH, send_payment_callback
+from bejo_payments.sandbox import CALLBACK_PATH
+from bejo_payments.service import SETTLEMENT_GRACE
 from bejo_payments.settings import PaymentsSettings
 from bejo_payments.snap import WIB
 
 pytestmark = pytest.mark.integration
-
-
-def ledger_sum(items: list[dict[str, Any]]) -> int:
-    return sum(item["amount"] for item in items)
-
-
-def by_account(items: list[dict[str, Any]]) -> dict[str, int]:
-    totals: Counter[str] = Counter()
-    for item in items:
-        totals[item["account"]] += item["amount"]
-    return {account: amount for account, amount in totals.items() if amount != 0}
-
-
-async def callback(p: Payments, va: str, amount: int, **overrides: Any) -> tuple[int, dict[str, Any]]:
-    arguments: dict[str, Any] = {
-        "callback_url": p.base_url + CALLBACK_PATH,
-        "va_number": va,
-        "amount": amount,
-        "partner_id": p.settings.sandbox_partner_id,
-        "secret": p.settings.snap_client_secrets[p.settings.sandbox_partner_id],
-        "token": p.settings.snap_callback_token,
-        "va_prefix": p.settings.va_prefix,
-        **overrides,
-    }
-    result = await send_payment_callback(**arguments)
-    return result.http_status, result.body
 
 
 async def test_received_to_invoice_to_va_to_signed_callback_to_paid_and_settled(start_payments: StartPayments) -> None:
@@ -385,42 +359,28 @@ async def test_bejo_sandbox_pay_command(start_payments: StartPayments) -> None:
         assert (await p.get(f"/api/v1/payments/{payment['id']}", p.admin()))["status"] == "settled"
 
 
-async def test_rescan_finishes_a_payment_interrupted_before_its_ledger_and_settlement(
+async def test_the_sweep_settles_a_payment_whose_writer_died_after_the_paid_write(
     start_payments: StartPayments,
 ) -> None:
-    """A crash right after the `paid` write leaves the owed posting recorded on the payment; the rescan
-    (run at start and periodically) posts it and settles, exactly once."""
-    async with start_payments() as p:
+    """A crash right after the `paid` write (which carries its posting) leaves the payment unsettled;
+    the settlement sweep, run by every replica, settles it exactly once."""
+    async with start_payments(replicas=2) as p:
         payment = await p.invoiced(p.received(lines=[(2, 50_000)]))
         doc = await p.service.repo.get(payment["id"])
         assert doc is not None
-        # What `_mark_paid` writes first; the process "dies" before flushing the postings and settling.
-        assert await p.service._transition(
-            doc,
-            "paid",
-            {"paid_at": doc["created_at"], "paid_amount": 111_000, "reference": "X"},
-            [],
-            "bank",
-            postings=["payment_received"],
-        )
-        assert await p.ledger(payment["id"]) == []
-        await p.service.rescan()
-        await p.service.rescan()
-        after = await p.get(f"/api/v1/payments/{payment['id']}", p.admin())
-        assert after["status"] == "settled"
+        # What a paying callback writes first; the process "dies" before settling.
+        await p.service._mark_paid(doc, reference="X", via="test", now=doc["created_at"])
+        assert [e["kind"] for e in await p.ledger(payment["id"])] == ["payment_received"] * 2
+        assert await p.service.settle_stalled(utcnow()) == 0  # within the grace: its writer may still settle
+
+        later = utcnow() + SETTLEMENT_GRACE * 2
+        await asyncio.gather(*(replica.service.settle_stalled(later) for replica in p.replicas))
+        await asyncio.gather(*(replica.service.settle_stalled(later) for replica in p.replicas))
+        after = await p.service.repo.get(payment["id"])
+        assert after is not None and after["status"] == "settled"
+        assert [h["status"] for h in after["history"]] == ["awaiting_payment", "paid", "settled"]
         ledger = await p.ledger(payment["id"])
         assert [e["kind"] for e in ledger] == ["payment_received"] * 2 + ["settlement"] * 4
         assert ledger_sum(ledger) == 0
-
-
-async def test_settling_before_the_owed_posting_was_flushed_keeps_both_postings(start_payments: StartPayments) -> None:
-    async with start_payments() as p:
-        payment = await p.invoiced(p.received(lines=[(1, 80_000)]))
-        doc = await p.service.repo.get(payment["id"])
-        assert doc is not None
-        fields = {"paid_at": doc["created_at"], "paid_amount": 88_800, "reference": "X"}
-        assert await p.service._transition(doc, "paid", fields, [], "bank", postings=["payment_received"])
-        assert await p.service.settle(payment["id"])
-        ledger = await p.ledger(payment["id"])
-        assert [e["kind"] for e in ledger] == ["payment_received"] * 2 + ["settlement"] * 4
-        assert ledger_sum(ledger) == 0
+        await wait_until(lambda: p.events_of(payment["id"], SettlementCompleted.TYPE))
+        assert len(p.events_of(payment["id"], SettlementCompleted.TYPE)) == 1

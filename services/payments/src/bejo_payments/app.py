@@ -6,20 +6,19 @@ from aiohttp import web
 
 from bejo_kit.runtime import Runtime, run_service
 
-from . import api, consumers
+from . import api, consumers, repository
 from .adapters import SandboxBank
-from .repository import PaymentsRepository
 from .service import PaymentsService
 from .settings import PaymentsSettings
 
 
 def build(settings: PaymentsSettings | None = None) -> web.Application:
     settings = settings or PaymentsSettings()
-    runtime = Runtime(settings, outbox_collections=PaymentsRepository.outbox_collections())
-    repository = PaymentsRepository(runtime.db, runtime.outbox)
+    runtime = Runtime(settings, outbox_collections=repository.OUTBOX_COLLECTIONS, indexes=repository.INDEXES)
+    payments = repository.PaymentsRepository(runtime.db, runtime.outbox)
     # The only provider shipped is the sandbox bank; a real bank adapter plugs in here.
     provider = SandboxBank(settings.va_prefix, settings.kkpd_limit)
-    service = PaymentsService(settings, repository, runtime.bus, provider)
+    service = PaymentsService(settings, payments, runtime.bus, provider)
     consumers.subscribe(runtime.bus, service)
     runtime.add_loop("va-expiry-and-settlement", service.run_background)
 

@@ -85,7 +85,6 @@ def invoice_number(pemda: str, year: int, sequence: int) -> str:
 # -- ledger -----------------------------------------------------------------------------------
 
 PostingKind = Literal["payment_received", "settlement", "settlement_reversal", "refund"]
-POSTING_ORDER: tuple[PostingKind, ...] = ("payment_received", "settlement", "settlement_reversal", "refund")
 
 
 @dataclass(frozen=True)
@@ -145,7 +144,7 @@ def refund_postings(
 
 # -- bank callbacks ---------------------------------------------------------------------------
 
-CallbackOutcome = Literal["pay", "unknown_va", "expired", "paid_bill", "wrong_amount", "cancelled"]
+CallbackOutcome = Literal["pay", "repeat", "unknown_va", "expired", "paid_bill", "wrong_amount", "cancelled"]
 
 
 def decide_callback(
@@ -157,9 +156,14 @@ def decide_callback(
     va_number: str,
     paid_amount: int,
     now: datetime,
+    paid_via: str | None = None,
+    via: str | None = None,
 ) -> CallbackOutcome:
     """What a (verified) payment notification for `va_number` does to a payment. Order matters: a
-    paid bill stays paid whatever the amount, an expired VA is refused before its amount is looked at."""
+    paid bill stays paid whatever the amount, an expired VA is refused before its amount is looked at.
+    `via` names the notification; one that already paid this payment (`paid_via`) is a `repeat`."""
+    if via is not None and paid_via == via:
+        return "repeat"
     if status in ("paid", "settled", "refunded"):
         return "paid_bill"
     if status == "cancelled":

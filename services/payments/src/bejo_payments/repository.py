@@ -1,117 +1,84 @@
-"""Mongo adapter. Every hot read is by `_id`; every collection but `payments` is insert-only, so
-FerretDB never scans them on a write (see docs/payments.md, "Storage")."""
+"""Mongo adapter of the payments service (see docs/payments.md, "Storage")."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
+from pymongo import IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from bejo_contracts import Envelope
-from bejo_kit.mongo import Document
-from bejo_kit.outbox import Outbox, staged, with_events
-from bejo_kit.store import KeyedLocks, PartitionedCollection
+from bejo_kit.mongo import Document, Indexes
+from bejo_kit.outbox import WITHOUT_OUTBOX, Outbox
 
-from .domain import POSTING_ORDER, Leg, PostingKind, invoice_number
+from .domain import invoice_number
 
-PARTITIONS = 16  # ~1k payments per partition at 16k payments, keeping a write's scan small
+PAYMENTS = "payments"
+OUTBOX_COLLECTIONS = [PAYMENTS]
+INDEXES = Indexes(
+    {
+        # The sweeps: open VAs by expiry, and payments stalled in `paid` (status prefix).
+        PAYMENTS: [IndexModel([("status", 1), ("va_expires_at", 1)], name="status_va_expires_at")],
+    }
+)
 
 
 class PaymentsRepository:
     def __init__(self, db: AsyncDatabase[Document], outbox: Outbox) -> None:
         self._outbox = outbox
-        self.payments = PartitionedCollection(db, "payments", partitions=PARTITIONS)
+        self.payments = db[PAYMENTS]  # _id: "pay-<order id>"; carries its ledger and its outbox
         self.virtual_accounts = db["virtual_accounts"]  # _id: VA number
-        self.invoice_numbers = db["invoice_numbers"]  # _id: invoice number
-        self.journal = db["journal"]  # _id: "<payment id>:<posting kind>"
+        self.counters = db["counters"]  # _id: "invoice:<pemda>:<year>"
         self.callbacks = db["callback_responses"]  # _id: "<partner>:<WIB date>:<external id>"
-        self._next_sequence: dict[tuple[str, int], int] = {}
-        self._sequence_locks = KeyedLocks()
 
     # -- payments ---------------------------------------------------------------------------------
 
     async def get(self, payment_id: str) -> Document | None:
-        return await self.payments.find_one(payment_id)
+        return await self.payments.find_one({"_id": payment_id}, WITHOUT_OUTBOX)
 
     async def insert(self, document: Document, events: Sequence[Envelope]) -> bool:
-        """False if a payment with this `_id` exists already. The events go out only if the insert happened."""
-        pending = await self._outbox.prepare(self.partition_name(document["_id"]), document["_id"], events)
+        """False if a payment with this `_id` exists already (then no event goes out)."""
         try:
-            await self.payments.insert_one(staged(document, pending))
+            await self._outbox.insert_one(self.payments, document, events)
         except DuplicateKeyError:
-            await self._outbox.settle(pending, applied=False)
             return False
-        await self._outbox.settle(pending, applied=True)
         return True
 
-    async def update(self, payment_id: str, update: Document, condition: Document, events: Sequence[Envelope]) -> bool:
-        """Apply `update` only while `condition` holds; False if it no longer did (then no event goes out)."""
-        pending = await self._outbox.prepare(self.partition_name(payment_id), payment_id, events)
-        # If the write raises, its outcome is unknown: the hints stay and the relay's sweep checks the document.
-        result = await self.payments.update_one(payment_id, with_events(update, pending), condition)
-        applied = result.modified_count == 1
-        await self._outbox.settle(pending, applied=applied)
-        return applied
+    async def update(self, doc: Document, update: Document, events: Sequence[Envelope]) -> Document | None:
+        """Apply `update` and its events if the payment is still at the version `doc` was read at;
+        the payment afterwards, or None if another writer got there first."""
+        return await self._outbox.find_one_and_update(
+            self.payments, {"_id": doc["_id"], "version": doc["version"]}, update, events
+        )
 
-    @staticmethod
-    def outbox_collections() -> list[str]:
-        """The collections that carry events: the payment partitions (names as PartitionedCollection makes them)."""
-        return [f"payments.p{i:02d}" for i in range(PARTITIONS)]
+    async def due_expiries(self, now: datetime, limit: int) -> list[Document]:
+        query = {"status": "awaiting_payment", "va_expires_at": {"$lte": now}}
+        return await self.payments.find(query, WITHOUT_OUTBOX).sort("va_expires_at", 1).limit(limit).to_list()
 
-    def partition_name(self, payment_id: str) -> str:
-        return self.payments.partition_of(payment_id).name
-
-    async def open_payments(self) -> AsyncIterator[Document]:
-        """Payments a background step may still act on (VA to expire, settlement to finish). A scan of
-        every partition: only for the periodic rescan, never per request."""
-        async for doc in self.payments.find(
-            {"$or": [{"status": {"$in": ["awaiting_payment", "paid"]}}, {"ledger_due": True}]},
-            {"_id": 1, "status": 1, "va_number": 1, "va_expires_at": 1, "ledger_due": 1},
-        ):
-            yield doc
+    async def stalled_paid(self, before: datetime, limit: int) -> list[Document]:
+        query = {"status": "paid", "updated_at": {"$lte": before}}
+        return await self.payments.find(query, WITHOUT_OUTBOX).limit(limit).to_list()
 
     # -- invoice numbers --------------------------------------------------------------------------
 
-    async def claim_invoice_number(self, pemda: str, year: int, order_id: str, at: datetime) -> str:
-        """The next free `INV/<pemda>/<year>/<seq>`. Claims are inserts of a unique `_id`, which is atomic
-        on FerretDB too: a number taken by another replica meets a duplicate key and we try the next."""
-        key = (pemda, year)
-        async with self._sequence_locks.hold(f"{pemda}/{year}"):
-            if key not in self._next_sequence:
-                self._next_sequence[key] = await self._highest_claimed(pemda, year) + 1
-            while True:
-                sequence = self._next_sequence[key]
-                number = invoice_number(pemda, year, sequence)
-                self._next_sequence[key] = sequence + 1
-                try:
-                    await self.invoice_numbers.insert_one({"_id": number, "order_id": order_id, "at": at})
-                except DuplicateKeyError:
-                    continue
-                return number
+    async def next_invoice_number(self, pemda: str, year: int) -> str:
+        """`INV/<pemda>/<year>/<seq>` from one counter per pemda and year."""
+        key = f"invoice:{pemda}:{year}"
 
-    async def _highest_claimed(self, pemda: str, year: int) -> int:
-        """Claims are contiguous from 1, so gallop then bisect with `_id` look-ups (O(log n), indexed)."""
+        async def increment() -> Document:
+            counter = await self.counters.find_one_and_update(
+                {"_id": key}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+            )
+            assert counter is not None, "an upsert returning AFTER always has a document"
+            return counter
 
-        async def claimed(sequence: int) -> bool:
-            found = await self.invoice_numbers.find_one({"_id": invoice_number(pemda, year, sequence)}, {"_id": 1})
-            return found is not None
-
-        if not await claimed(1):
-            return 0
-        low, high = 1, 2
-        while await claimed(high):
-            low, high = high, high * 2
-        while high - low > 1:  # claimed(low) and not claimed(high)
-            middle = (low + high) // 2
-            if await claimed(middle):
-                low = middle
-            else:
-                high = middle
-        return low
+        try:
+            counter = await increment()
+        except DuplicateKeyError:  # two first upserts raced; the counter exists now
+            counter = await increment()
+        return invoice_number(pemda, year, counter["seq"])
 
     # -- virtual accounts -------------------------------------------------------------------------
 
@@ -125,40 +92,39 @@ class PaymentsRepository:
             return False
         return True
 
-    async def get_va(self, number: str) -> Document | None:
-        return await self.virtual_accounts.find_one({"_id": number})
-
-    # -- ledger -----------------------------------------------------------------------------------
-
-    async def post(self, payment_id: str, kind: PostingKind, legs: list[Leg], at: datetime) -> None:
-        """Append one balanced posting. Its `_id` is fixed per payment and kind, so a retry is a no-op."""
-        document = {
-            "_id": f"{payment_id}:{kind}",
-            "payment_id": payment_id,
-            "kind": kind,
-            "at": at,
-            "legs": [{"account": leg.account, "amount": leg.amount} for leg in legs],
-        }
-        with contextlib.suppress(DuplicateKeyError):
-            await self.journal.insert_one(document)
-
-    async def postings(self, payment_id: str) -> list[Document]:
-        found = await asyncio.gather(
-            *(self.journal.find_one({"_id": f"{payment_id}:{kind}"}) for kind in POSTING_ORDER)
-        )
-        return [doc for doc in found if doc is not None]
+    async def payment_of_va(self, number: str) -> str | None:
+        va = await self.virtual_accounts.find_one({"_id": number}, {"payment_id": 1})
+        return None if va is None else str(va["payment_id"])
 
     # -- callback responses -----------------------------------------------------------------------
 
-    async def stored_callback(self, key: str) -> Document | None:
-        return await self.callbacks.find_one({"_id": key})
+    async def callback_record(self, key: str, body_sha256: str, at: datetime) -> Document:
+        """The record of an idempotency key: created by the first notification (its body digest and
+        receipt time), returned as it stands to every later one."""
 
-    async def store_callback(self, document: Document) -> Document:
-        """Store the first response for an idempotency key; if another got there first, return theirs."""
+        async def upsert() -> Document:
+            record = await self.callbacks.find_one_and_update(
+                {"_id": key},
+                {"$setOnInsert": {"body_sha256": body_sha256, "at": at}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+            assert record is not None, "an upsert returning AFTER always has a document"
+            return record
+
         try:
-            await self.callbacks.insert_one(document)
-        except DuplicateKeyError:
-            existing = await self.callbacks.find_one({"_id": document["_id"]})
-            if existing is not None:
-                return existing
-        return document
+            return await upsert()
+        except DuplicateKeyError:  # a concurrent first notification created it
+            return await upsert()
+
+    async def answer_callback(self, key: str, http_status: int, response: Document) -> Document:
+        """Store the answer to `key` unless one is stored already; the stored record."""
+        record = await self.callbacks.find_one_and_update(
+            {"_id": key, "response": {"$exists": False}},
+            {"$set": {"http_status": http_status, "response": response}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if record is None:
+            record = await self.callbacks.find_one({"_id": key})
+        assert record is not None, "a callback record is never deleted"
+        return record

@@ -1,24 +1,20 @@
-"""Use cases of the payments service: load, decide (domain), write state and outbox events in one write.
+"""Use cases of the payments service: load, decide (domain), then ONE conditional write of the new
+state, the ledger postings it owes and its events.
 
-Concurrency: every change of a payment holds `KeyedLocks` for its id and is a conditional update on
-`{"status", "version"}`. On MongoDB the condition alone is atomic across replicas; on FerretDB it is
-not, and the lock makes it safe within a replica (see docs/payments.md).
-
-Ledger: a transition that moves money records the postings it owes (`pending_postings`) in the same
-write as the new status; the postings are then inserted with deterministic `_id`s and the list is
-cleared. A crash in between leaves `ledger_due` set and the periodic rescan finishes the job, so the
-journal never misses nor doubles a posting.
+Every write of a payment is conditional on the version it was read at, so of replicas racing on
+one payment exactly one wins and the others run again on fresh state (`retry_on_conflict`). The
+postings go onto the payment's append-only `ledger` in that same write: the ledger can neither miss
+nor double a posting, whichever replica wins and whenever one dies.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -36,10 +32,10 @@ from bejo_contracts.payments import (
 )
 from bejo_kit.auth import Principal
 from bejo_kit.bus import Bus
+from bejo_kit.concurrency import WriteConflict, retry_on_conflict
 from bejo_kit.errors import Conflict, NotFound, Problem
 from bejo_kit.logging import get_logger
 from bejo_kit.mongo import Document, utcnow
-from bejo_kit.store import KeyedLocks
 
 from . import domain, snap
 from .adapters import PaymentProvider
@@ -48,7 +44,11 @@ from .settings import PaymentsSettings
 
 log = get_logger(__name__)
 
+T = TypeVar("T")
 BUYER_ROLES = frozenset({"pp", "ppk", "bendahara"})
+SWEEP_BATCH = 100
+# A payment still `paid` this long after its write lost its settlement (the writer died or failed).
+SETTLEMENT_GRACE = timedelta(seconds=30)
 
 
 class CardDeclined(Problem):
@@ -78,6 +78,18 @@ def actor_of(principal: Principal) -> Actor:
     return Actor(sub=principal.sub, role=principal.role, name=principal.name)  # type: ignore[arg-type]
 
 
+def posting(kind: domain.PostingKind, legs: list[domain.Leg], at: datetime) -> Document:
+    return {"kind": kind, "at": at, "legs": [{"account": leg.account, "amount": leg.amount} for leg in legs]}
+
+
+async def as_user_command(operation: Callable[[], Awaitable[T]]) -> T:
+    """A person's command that keeps losing races to other writers gets a 409 to retry."""
+    try:
+        return await retry_on_conflict(operation)
+    except WriteConflict as exc:
+        raise Conflict("the payment changed meanwhile; retry", code="concurrent_update") from exc
+
+
 @dataclass(frozen=True)
 class CallbackReply:
     http_status: int
@@ -96,9 +108,6 @@ class PaymentsService:
         self.repo = repository
         self.bus = bus
         self.provider = provider
-        self.locks = KeyedLocks()
-        # (expires_at, payment id, VA number): VAs this replica will expire when due.
-        self._expiries: list[tuple[datetime, str, str]] = []
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -113,83 +122,78 @@ class PaymentsService:
         return [doc] if doc is not None and can_see(principal, doc) else []
 
     async def ledger(self, payment_id: str, principal: Principal) -> list[dict[str, Any]]:
-        await self.visible(payment_id, principal)
+        doc = await self.visible(payment_id, principal)
         return [
-            {"account": leg["account"], "amount": leg["amount"], "kind": posting["kind"], "at": posting["at"]}
-            for posting in await self.repo.postings(payment_id)
-            for leg in posting["legs"]
+            {"account": leg["account"], "amount": leg["amount"], "kind": entry["kind"], "at": entry["at"]}
+            for entry in doc["ledger"]
+            for leg in entry["legs"]
         ]
 
     # -- invoicing --------------------------------------------------------------------------------
 
     async def on_order_received(self, order: OrderReceived) -> None:
         payment_id = payment_id_for(order.order_id)
-        async with self.locks.hold(payment_id):
-            if await self.repo.get(payment_id) is not None:
-                return  # redelivery: this order is invoiced already
-            base = domain.invoice_base([(line.quantity, line.unit_price) for line in order.lines], order.total)
-            now = utcnow()
-            year = order.occurred_at.astimezone(snap.WIB).year
-            number = await self.repo.claim_invoice_number(order.pemda, year, order.order_id, now)
-            invoice = domain.compute_invoice(
-                number,
-                base,
-                provider_pkp=order.provider_pkp,
-                ppn_rate=self.settings.ppn_rate,
-                pph22_rate=self.settings.pph22_rate,
+        if await self.repo.get(payment_id) is not None:
+            return  # redelivery: this order is invoiced already
+        base = domain.invoice_base([(line.quantity, line.unit_price) for line in order.lines], order.total)
+        now = utcnow()
+        year = order.occurred_at.astimezone(snap.WIB).year
+        number = await self.repo.next_invoice_number(order.pemda, year)
+        invoice = domain.compute_invoice(
+            number,
+            base,
+            provider_pkp=order.provider_pkp,
+            ppn_rate=self.settings.ppn_rate,
+            pph22_rate=self.settings.pph22_rate,
+        )
+        doc: Document = {
+            "_id": payment_id,
+            "order_id": order.order_id,
+            "pemda": order.pemda,
+            "satker": order.satker,
+            "provider_id": order.provider_id,
+            "provider_name": order.provider_name,
+            "provider_pkp": order.provider_pkp,
+            "method": order.payment_method,
+            "bast_number": order.bast_number,
+            "invoice": asdict(invoice),
+            "status": "awaiting_payment",
+            "va_number": None,
+            "va_expires_at": None,
+            "virtual_accounts": [],
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+            "ledger": [],
+            "history": [{"status": "awaiting_payment", "at": now, "actor": "system"}],
+        }
+        events = [
+            self._event(InvoiceIssued, doc, invoice=InvoiceFigures(**asdict(invoice)), bast_number=order.bast_number)
+        ]
+        if order.payment_method == "va":
+            va_number, expires_at = await self._open_va(payment_id, invoice.total, now)
+            doc.update(va_number=va_number, va_expires_at=expires_at, virtual_accounts=[va_number])
+            events.append(
+                self._event(VirtualAccountIssued, doc, va_number=va_number, amount=invoice.total, expires_at=expires_at)
             )
-            doc: Document = {
-                "_id": payment_id,
-                "order_id": order.order_id,
-                "pemda": order.pemda,
-                "satker": order.satker,
-                "provider_id": order.provider_id,
-                "provider_name": order.provider_name,
-                "provider_pkp": order.provider_pkp,
-                "method": order.payment_method,
-                "bast_number": order.bast_number,
-                "invoice": asdict(invoice),
-                "status": "awaiting_payment",
-                "va_number": None,
-                "va_expires_at": None,
-                "virtual_accounts": [],
-                "version": 1,
-                "created_at": now,
-                "updated_at": now,
-                "pending_postings": [],
-                "ledger_due": False,
-                "history": [{"status": "awaiting_payment", "at": now, "actor": "system"}],
-            }
-            events = [
-                self._event(
-                    InvoiceIssued, doc, invoice=InvoiceFigures(**asdict(invoice)), bast_number=order.bast_number
-                )
-            ]
-            if order.payment_method == "va":
-                va_number, expires_at = await self._open_va(payment_id, invoice.total, now)
-                doc.update(va_number=va_number, va_expires_at=expires_at, virtual_accounts=[va_number])
-                events.append(
-                    self._event(
-                        VirtualAccountIssued, doc, va_number=va_number, amount=invoice.total, expires_at=expires_at
-                    )
-                )
-            if not await self.repo.insert(doc, events):
-                return  # another replica invoiced it concurrently; its invoice number stays as a gap
-            if doc["va_number"] is not None:
-                self._schedule_expiry(doc)
+        if not await self.repo.insert(doc, events):
+            # Invoiced concurrently by another consumer; this number stays unused (a gap).
+            log.info("order invoiced concurrently", payment_id=payment_id, unused_number=number)
 
     async def on_order_cancelled(self, order: OrderCancelled) -> None:
         payment_id = payment_id_for(order.order_id)
-        async with self.locks.hold(payment_id):
+
+        async def cancel() -> None:
             doc = await self.repo.get(payment_id)
-            if doc is None:
-                return  # cancelled before the BAST: nothing was invoiced
+            if doc is None or doc["status"] == "cancelled":
+                return  # not invoiced (cancelled before the BAST), or a redelivery
             if doc["status"] not in ("awaiting_payment", "va_expired"):
                 log.warning("order cancelled after payment; an admin refund is needed", payment_id=payment_id)
                 return
-            await self._transition(
-                doc, "cancelled", {"cancelled_at": utcnow(), "cancel_reason": order.reason}, [], "system"
-            )
+            fields = {"cancelled_at": utcnow(), "cancel_reason": order.reason}
+            await self._transition(doc, "cancelled", fields, [], "system")
+
+        await retry_on_conflict(cancel)
 
     # -- virtual accounts -------------------------------------------------------------------------
 
@@ -203,7 +207,7 @@ class PaymentsService:
         raise RuntimeError("the bank kept issuing VA numbers that are already in use")
 
     async def reissue_va(self, payment_id: str, principal: Principal) -> Document:
-        async with self.locks.hold(payment_id):
+        async def reissue() -> Document:
             doc = await self.visible(payment_id, principal)  # the route requires the bendahara role
             if doc["method"] != "va":
                 raise Conflict("this payment is by KKPD card, not by virtual account", code="wrong_method")
@@ -225,6 +229,7 @@ class PaymentsService:
                     current_status=doc["status"],
                 )
             total = doc["invoice"]["total"]
+            # A VA opened by an attempt that then loses the race is never shown; paying it is refused.
             va_number, expires_at = await self._open_va(payment_id, total, now)
             events.append(
                 self._event(VirtualAccountIssued, doc, va_number=va_number, amount=total, expires_at=expires_at)
@@ -242,35 +247,22 @@ class PaymentsService:
                 },
                 "$inc": {"version": 1},
             }
-            if not await self._write(doc, update, events):
-                raise Conflict("the payment changed meanwhile; retry", code="concurrent_update")
-            fresh = await self._reload(payment_id)
-            self._schedule_expiry(fresh)
-            return fresh
+            return await self._write(doc, update, events)
 
-    def _schedule_expiry(self, doc: Document) -> None:
-        heapq.heappush(self._expiries, (doc["va_expires_at"], doc["_id"], doc["va_number"]))
+        return await as_user_command(reissue)
 
     async def expire_due(self, now: datetime) -> int:
+        """Expire the VAs due at `now`. Every replica sweeps; the conditional transition lets exactly
+        one of them expire each VA, and a payment paid meanwhile is left alone."""
         expired = 0
-        while self._expiries and self._expiries[0][0] <= now:
-            _, payment_id, va_number = heapq.heappop(self._expiries)
-            if await self._expire(payment_id, va_number, now):
-                expired += 1
+        for doc in await self.repo.due_expiries(now, SWEEP_BATCH):
+            event = self._event(VirtualAccountExpired, doc, va_number=doc["va_number"])
+            try:
+                await self._transition(doc, "va_expired", {"va_expired_at": now}, [event], "system")
+            except WriteConflict:
+                continue  # changed since the query (paid, cancelled, expired elsewhere): the next pass re-reads
+            expired += 1
         return expired
-
-    async def _expire(self, payment_id: str, va_number: str, now: datetime) -> bool:
-        async with self.locks.hold(payment_id):
-            doc = await self.repo.get(payment_id)
-            if (
-                doc is None
-                or doc["status"] != "awaiting_payment"
-                or doc["va_number"] != va_number
-                or doc["va_expires_at"] > now
-            ):
-                return False
-            event = self._event(VirtualAccountExpired, doc, va_number=va_number)
-            return await self._transition(doc, "va_expired", {"va_expired_at": now}, [event], "system")
 
     # -- bank callbacks ---------------------------------------------------------------------------
 
@@ -307,24 +299,17 @@ class PaymentsService:
         # Authenticated from here on: every answer is stored and a duplicate gets it back.
         key = snap.idempotency_key(partner, timestamp, external_id)
         digest = snap.body_digest(body)
-        async with self.locks.hold(f"callback:{key}"):
-            stored = await self.repo.stored_callback(key)
-            if stored is None:
-                outcome = await self._apply_notification(payload, external_id, key, now)
-                stored = await self.repo.store_callback(
-                    {
-                        "_id": key,
-                        "body_sha256": digest,
-                        "http_status": outcome.http_status,
-                        "response": outcome.body,
-                        "at": now,
-                    }
-                )
-            if stored["body_sha256"] != digest:
-                return reply(snap.DUPLICATE_EXTERNAL_ID)
-            return CallbackReply(stored["http_status"], stored["response"])
+        record = await self.repo.callback_record(key, digest, now)
+        if record["body_sha256"] != digest:
+            return reply(snap.DUPLICATE_EXTERNAL_ID)
+        if "response" not in record:
+            # Duplicates in flight together (on any replica) each apply it, as of the first receipt:
+            # one pays, the others see it paid by this key (`repeat`), so all reach the same answer.
+            outcome = await self._apply_notification(payload, external_id, key, record["at"])
+            record = await self.repo.answer_callback(key, outcome.http_status, outcome.body)
+        return CallbackReply(record["http_status"], record["response"])
 
-    async def _apply_notification(self, payload: Any, external_id: str, key: str, now: datetime) -> CallbackReply:
+    async def _apply_notification(self, payload: Any, external_id: str, key: str, at: datetime) -> CallbackReply:
         if not isinstance(payload, dict):
             return reply(snap.BAD_REQUEST, "body must be a JSON object")
         va_number = payload.get("virtualAccountNo")
@@ -343,14 +328,14 @@ class PaymentsService:
         echo: dict[str, Any] = {"virtualAccountData": {"virtualAccountNo": va_number, "paidAmount": amount_field}}
         if not paid.is_finite() or paid != paid.to_integral_value():
             return reply(snap.INVALID_AMOUNT, "whole rupiah only", **echo)
-        va = await self.repo.get_va(va_number)
-        if va is None:
+        payment_id = await self.repo.payment_of_va(va_number)
+        if payment_id is None:
             return reply(snap.UNKNOWN_BILL, **echo)
-        payment_id = va["payment_id"]
-        async with self.locks.hold(payment_id):
+
+        async def apply() -> domain.CallbackOutcome:
             doc = await self.repo.get(payment_id)
             if doc is None:
-                return reply(snap.UNKNOWN_BILL, **echo)
+                return "unknown_va"
             outcome = domain.decide_callback(
                 status=doc["status"],
                 current_va=doc["va_number"],
@@ -358,19 +343,24 @@ class PaymentsService:
                 total=doc["invoice"]["total"],
                 va_number=va_number,
                 paid_amount=int(paid),
-                now=now,
+                now=at,
+                paid_via=doc.get("paid_via"),
+                via=key,
             )
-            if outcome != "pay":
-                return reply(CALLBACK_CODES[outcome], **echo)
-            if not await self._mark_paid(doc, reference=external_id, via=key, now=now):
-                return reply(snap.PAID_BILL, "the payment changed meanwhile", **echo)
+            if outcome == "pay":
+                await self._mark_paid(doc, reference=external_id, via=key, now=at)
+            return outcome
+
+        outcome = await retry_on_conflict(apply)
+        if outcome not in ("pay", "repeat"):
+            return reply(CALLBACK_CODES[outcome], **echo)
         await self._settle_quietly(payment_id)
         return reply(snap.SUCCESS, **echo)
 
     # -- KKPD -------------------------------------------------------------------------------------
 
     async def charge(self, payment_id: str, card_token: str, principal: Principal) -> Document:
-        async with self.locks.hold(payment_id):
+        async def pay() -> Document:
             doc = await self.visible(payment_id, principal)  # the route requires the bendahara role
             if doc["method"] != "kkpd":
                 raise Conflict("this payment is by virtual account, not by KKPD card", code="wrong_method")
@@ -381,53 +371,51 @@ class PaymentsService:
                     current_status=doc["status"],
                 )
             total = doc["invoice"]["total"]
+            # Keyed by payment and card: a retry after a lost race gets the same authorisation back.
             authorisation = await self.provider.authorise_card(f"{payment_id}:{card_token}", total, card_token)
             if not authorisation.approved:
                 raise CardDeclined(f"the card was declined: {authorisation.reason}", reason=authorisation.reason)
-            if not await self._mark_paid(
-                doc, reference=authorisation.reference, via=f"kkpd:{card_token}", now=utcnow()
-            ):
-                raise Conflict("the payment changed meanwhile; retry", code="concurrent_update")
-        await self._settle_quietly(payment_id)
-        return await self._reload(payment_id)
+            return await self._mark_paid(doc, reference=authorisation.reference, via=f"kkpd:{card_token}", now=utcnow())
+
+        paid = await as_user_command(pay)
+        return await self._settle_quietly(payment_id) or paid
 
     # -- paying, settling, refunding --------------------------------------------------------------
 
-    async def _mark_paid(self, doc: Document, *, reference: str, via: str, now: datetime) -> bool:
-        total = doc["invoice"]["total"]
-        event = self._event(PaymentSucceeded, doc, amount=total, paid_at=now, reference=reference)
-        fields = {"paid_at": now, "paid_amount": total, "reference": reference, "paid_via": via}
-        if not await self._transition(doc, "paid", fields, [event], "bank", postings=["payment_received"]):
-            return False
-        await self._flush_postings(doc["_id"])
-        return True
+    async def _mark_paid(self, doc: Document, *, reference: str, via: str, now: datetime) -> Document:
+        invoice = invoice_of(doc)
+        event = self._event(PaymentSucceeded, doc, amount=invoice.total, paid_at=now, reference=reference)
+        fields = {"paid_at": now, "paid_amount": invoice.total, "reference": reference, "paid_via": via}
+        entry = posting("payment_received", domain.payment_received_legs(invoice, doc["satker"]), now)
+        return await self._transition(doc, "paid", fields, [event], "bank", [entry])
 
-    async def settle(self, payment_id: str) -> bool:
-        """Pay the provider out of escrow (net of the taxes withheld). Runs right after a payment succeeds;
-        the rescan re-drives it if that was interrupted."""
-        async with self.locks.hold(payment_id):
+    async def settle(self, payment_id: str) -> Document | None:
+        """Pay the provider out of escrow (net of the taxes withheld); the payment afterwards. Runs right
+        after a payment succeeds; the settlement sweep re-drives it if that was interrupted."""
+
+        async def once() -> Document | None:
             doc = await self.repo.get(payment_id)
             if doc is None or doc["status"] != "paid":
-                return False
+                return doc  # settled (or refunded) already, perhaps by another replica
             invoice = invoice_of(doc)
+            now = utcnow()
             event = self._event(
                 SettlementCompleted, doc, net_to_provider=invoice.net_to_provider, ppn=invoice.ppn, pph22=invoice.pph22
             )
-            done = await self._transition(
-                doc, "settled", {"settled_at": utcnow()}, [event], "system", postings=["settlement"]
-            )
-            if done:
-                await self._flush_postings(payment_id)
-        return done
+            entry = posting("settlement", domain.settlement_legs(invoice, doc["provider_id"]), now)
+            return await self._transition(doc, "settled", {"settled_at": now}, [event], "system", [entry])
 
-    async def _settle_quietly(self, payment_id: str) -> None:
+        return await retry_on_conflict(once)
+
+    async def _settle_quietly(self, payment_id: str) -> Document | None:
         try:
-            await self.settle(payment_id)
-        except Exception as exc:  # noqa: BLE001 - the payment stands; the rescan settles it later
-            log.warning("settlement deferred to the rescan", payment_id=payment_id, error=str(exc))
+            return await self.settle(payment_id)
+        except Exception as exc:  # noqa: BLE001 - the payment stands; the sweep settles it later
+            log.warning("settlement deferred to the sweep", payment_id=payment_id, error=str(exc))
+            return None
 
     async def refund(self, payment_id: str, reason: str, principal: Principal) -> Document:
-        async with self.locks.hold(payment_id):
+        async def once() -> Document:
             doc = await self.visible(payment_id, principal)
             if doc["status"] not in ("paid", "settled"):
                 raise Conflict(
@@ -436,96 +424,40 @@ class PaymentsService:
                     current_status=doc["status"],
                 )
             invoice = invoice_of(doc)
-            kinds = [
-                kind
-                for kind, _ in domain.refund_postings(
-                    invoice, doc["satker"], doc["provider_id"], doc["status"] == "settled"
-                )
+            now = utcnow()
+            settled = doc["status"] == "settled"
+            entries = [
+                posting(kind, legs, now)
+                for kind, legs in domain.refund_postings(invoice, doc["satker"], doc["provider_id"], settled)
             ]
             event = self._event(RefundCompleted, doc, amount=invoice.total, reason=reason, actor=actor_of(principal))
-            fields = {
-                "refunded_at": utcnow(),
-                "refund_reason": reason,
-                "refunded_by": principal.sub,
-                "settled_before_refund": doc["status"] == "settled",
-            }
-            if not await self._transition(doc, "refunded", fields, [event], principal.sub, postings=kinds):
-                raise Conflict("the payment changed meanwhile; retry", code="concurrent_update")
-            await self._flush_postings(payment_id)
-        return await self._reload(payment_id)
+            fields = {"refunded_at": now, "refund_reason": reason, "refunded_by": principal.sub}
+            return await self._transition(doc, "refunded", fields, [event], principal.sub, entries)
 
-    # -- ledger -----------------------------------------------------------------------------------
-
-    def _legs(self, doc: Document, kind: domain.PostingKind) -> list[domain.Leg]:
-        invoice = invoice_of(doc)
-        if kind == "payment_received":
-            return domain.payment_received_legs(invoice, doc["satker"])
-        if kind == "settlement":
-            return domain.settlement_legs(invoice, doc["provider_id"])
-        settled = bool(doc.get("settled_before_refund"))
-        return dict(domain.refund_postings(invoice, doc["satker"], doc["provider_id"], settled))[kind]
-
-    _POSTED_AT = {
-        "payment_received": "paid_at",
-        "settlement": "settled_at",
-        "settlement_reversal": "refunded_at",
-        "refund": "refunded_at",
-    }
-
-    async def _flush_postings(self, payment_id: str) -> None:
-        """Insert the postings a transition recorded as owed, then clear the list. Caller holds the lock."""
-        doc = await self.repo.get(payment_id)
-        if doc is None or not doc.get("pending_postings"):
-            return
-        for kind in doc["pending_postings"]:
-            await self.repo.post(payment_id, kind, self._legs(doc, kind), doc[self._POSTED_AT[kind]])
-        await self.repo.update(
-            payment_id,
-            {"$set": {"pending_postings": [], "ledger_due": False}},
-            {"version": doc["version"]},
-            [],
-        )
+        return await as_user_command(once)
 
     # -- background -------------------------------------------------------------------------------
 
-    async def rescan(self) -> None:
-        """Reload the expiry schedule and finish interrupted work (postings owed, settlements)."""
-        schedule: list[tuple[datetime, str, str]] = []
-        to_settle: list[str] = []
-        to_post: list[str] = []
-        async for doc in self.repo.open_payments():
-            if doc.get("ledger_due"):
-                to_post.append(doc["_id"])
-            if doc["status"] == "awaiting_payment" and doc.get("va_number") and doc.get("va_expires_at"):
-                schedule.append((doc["va_expires_at"], doc["_id"], doc["va_number"]))
-            elif doc["status"] == "paid":
-                to_settle.append(doc["_id"])
-        schedule.extend(self._expiries)  # VAs issued while the scan ran
-        heapq.heapify(schedule)
-        self._expiries = schedule
-        for payment_id in to_post:
-            async with self.locks.hold(payment_id):
-                await self._flush_postings(payment_id)
-        for payment_id in to_settle:
-            await self._settle_quietly(payment_id)
+    async def settle_stalled(self, now: datetime) -> int:
+        """Settle payments left `paid` by a writer that died or failed before settling them."""
+        stalled = await self.repo.stalled_paid(now - SETTLEMENT_GRACE, SWEEP_BATCH)
+        for doc in stalled:
+            await self._settle_quietly(doc["_id"])
+        return len(stalled)
 
     async def run_background(self) -> None:
+        """Every replica runs this; see `expire_due` and `settle` for why that is safe."""
         loop = asyncio.get_running_loop()
-        next_rescan = 0.0
+        next_settlement_sweep = 0.0
         while True:
-            if loop.time() >= next_rescan:
-                await self.rescan()
-                next_rescan = loop.time() + self.settings.rescan_interval_seconds
-            await self.expire_due(utcnow())
+            now = utcnow()
+            if loop.time() >= next_settlement_sweep:
+                await self.settle_stalled(now)
+                next_settlement_sweep = loop.time() + self.settings.rescan_interval_seconds
+            await self.expire_due(now)
             await asyncio.sleep(self.settings.expiry_check_interval_seconds)
 
     # -- helpers ----------------------------------------------------------------------------------
-
-    async def _reload(self, payment_id: str) -> Document:
-        doc = await self.repo.get(payment_id)
-        if doc is None:
-            raise NotFound(f"no payment {payment_id!r}", code="payment_not_found")
-        return doc
 
     def _event(self, model: type[PaymentEvent], doc: Document, **fields: Any) -> Any:
         data = model(
@@ -547,8 +479,9 @@ class PaymentsService:
         fields: Document,
         events: list[Any],
         actor: str,
-        postings: Sequence[str] | None = None,
-    ) -> bool:
+        postings: Sequence[Document] = (),
+    ) -> Document:
+        """Move the payment as read in `doc` to `target`, with the postings and events that go with it."""
         domain.ensure_transition(doc["status"], target)
         now = utcnow()
         update: Document = {
@@ -557,13 +490,14 @@ class PaymentsService:
             "$inc": {"version": 1},
         }
         if postings:
-            # Keep what an interrupted earlier transition still owes: postings go in order.
-            owed = [*(doc.get("pending_postings") or []), *postings]
-            update["$set"].update(pending_postings=owed, ledger_due=True)
+            update["$push"]["ledger"] = {"$each": list(postings)}
         return await self._write(doc, update, events)
 
-    async def _write(self, doc: Document, update: Document, events: list[Any]) -> bool:
-        return await self.repo.update(doc["_id"], update, {"status": doc["status"], "version": doc["version"]}, events)
+    async def _write(self, doc: Document, update: Document, events: list[Any]) -> Document:
+        after = await self.repo.update(doc, update, events)
+        if after is None:
+            raise WriteConflict(f"payment {doc['_id']} changed since version {doc['version']}")
+        return after
 
 
 CALLBACK_CODES: dict[str, snap.Code] = {

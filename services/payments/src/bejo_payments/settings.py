@@ -23,8 +23,8 @@ class PaymentsSettings(KitSettings):
     # Virtual accounts: how long one stays payable, and the bank's prefix of the VA number.
     va_validity_seconds: float = Field(24 * 3600.0, gt=0)
     va_prefix: str = Field("8808", pattern=r"^[0-9]{1,8}$")
-    # How often the expiry loop looks at its schedule, and how often it reloads the schedule from the
-    # store (picks up VAs issued by other replicas and re-drives settlements a crash interrupted).
+    # How often every replica sweeps for due VAs (an indexed query), and how often for payments left
+    # `paid` by an interrupted settlement.
     expiry_check_interval_seconds: float = Field(1.0, gt=0)
     rescan_interval_seconds: float = Field(300.0, gt=0)
     # KKPD (KKP) card cap per supplier per transaction; the sandbox bank declines above it.
