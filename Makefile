@@ -41,8 +41,10 @@ infra-status:
 test: venv infra  ## install, start infrastructure, run every test
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-run: venv infra  ## start infrastructure, every service and the gateway; Ctrl-C stops them
-	@scripts/run.sh
+REPLICAS ?= 1
+
+run: venv infra  ## start infrastructure, every service and the gateway; REPLICAS=2 make run: 2 of each service; Ctrl-C stops them
+	@REPLICAS=$(REPLICAS) scripts/run.sh
 
 lint:  ## ruff and mypy
 	$(BIN)/ruff check .

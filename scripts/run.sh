@@ -2,6 +2,13 @@
 # `make run`: start the SMTP sink, every service and the gateway in the foreground group, wait until
 # each answers /healthz, print where to go, and stop them all on Ctrl-C (or SIGTERM).
 # Infrastructure (RabbitMQ, Mongo-wire server) is started by `make infra` beforehand.
+#
+# REPLICAS=N (default 1, at most 9) starts N processes of each service; the gateway (one, on 8080)
+# spreads requests over them. Replica k (1..N) of a service listens on its base port + 10*(k-1):
+#   catalog 8081, 8091, 8101, ...   orders 8082, 8092, ...   payments 8083, 8093, ...
+#   notifications 8084, 8094, ...
+# (a base port can be moved with CATALOG_HTTP_PORT etc.). Each replica is named <service>-<k>, which
+# is also its log file: .state/logs/catalog-1.log, .state/logs/catalog-2.log, ...
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,6 +23,23 @@ export LOG_JSON="${LOG_JSON:-true}"
 export PAYMENTS_SANDBOX_ENABLED="${PAYMENTS_SANDBOX_ENABLED:-true}"
 export NOTIFICATIONS_SMTP_HOST="${NOTIFICATIONS_SMTP_HOST:-127.0.0.1}"
 export NOTIFICATIONS_SMTP_PORT="${NOTIFICATIONS_SMTP_PORT:-1025}"
+
+REPLICAS="${REPLICAS:-1}"
+if ! [[ "$REPLICAS" =~ ^[1-9]$ ]]; then
+    echo "REPLICAS must be a number from 1 to 9 (got '$REPLICAS')" >&2
+    exit 2
+fi
+SERVICES=(catalog orders payments notifications)
+declare -A BASE_PORT=(
+    [catalog]="${CATALOG_HTTP_PORT:-8081}"
+    [orders]="${ORDERS_HTTP_PORT:-8082}"
+    [payments]="${PAYMENTS_HTTP_PORT:-8083}"
+    [notifications]="${NOTIFICATIONS_HTTP_PORT:-8084}"
+)
+GATEWAY_PORT="${GATEWAY_HTTP_PORT:-8080}"
+port_of() { # service replica(1-based)
+    echo $(( ${BASE_PORT[$1]} + 10 * ($2 - 1) ))
+}
 
 pids=()
 names=()
@@ -53,28 +77,50 @@ PY
     return 1
 }
 
-echo "starting bejo"
+echo "starting bejo ($REPLICAS replica(s) of each service)"
 if "$BIN/python" -c "import bejo_notifications.smtp_sink" 2>/dev/null; then
     start smtp-sink "$BIN/python" -m bejo_notifications.smtp_sink --host 127.0.0.1 --port "$NOTIFICATIONS_SMTP_PORT" --maildir "$MAIL"
 fi
-declare -A PORTS=([catalog]=8081 [orders]=8082 [payments]=8083 [notifications]=8084 [gateway]=8080)
-for svc in catalog orders payments notifications gateway; do
-    if [[ -x "$BIN/bejo-$svc" ]] && "$BIN/python" -c "import bejo_$svc.app" 2>/dev/null; then
-        start "$svc" "$BIN/bejo-$svc"
-    else
+installed() { [[ -x "$BIN/bejo-$1" ]] && "$BIN/python" -c "import bejo_$1.app" 2>/dev/null; }
+declare -A HEALTH=()     # name → /healthz URL, for every process started
+declare -A URLS=()       # service → comma-separated base URLs of its replicas, for the gateway
+declare -A LISTENING=()  # service → its ports, for the summary
+for svc in "${SERVICES[@]}"; do
+    if ! installed "$svc"; then
         echo "  $svc: not installed, skipped"
+        continue
     fi
+    env_port="${svc^^}_HTTP_PORT"
+    for k in $(seq 1 "$REPLICAS"); do
+        port="$(port_of "$svc" "$k")"
+        start "$svc-$k" env "$env_port=$port" "$BIN/bejo-$svc"
+        HEALTH["$svc-$k"]="http://127.0.0.1:$port/healthz"
+        URLS[$svc]="${URLS[$svc]:+${URLS[$svc]},}http://127.0.0.1:$port"
+        LISTENING[$svc]="${LISTENING[$svc]:+${LISTENING[$svc]}, }:$port"
+    done
 done
-for i in "${!names[@]}"; do
-    name="${names[$i]}"
-    [[ -n "${PORTS[$name]:-}" ]] && wait_healthy "$name" "http://127.0.0.1:${PORTS[$name]}/healthz"
+if installed gateway; then
+    # Every replica of every upstream; a service that is not installed keeps the gateway's default.
+    gateway_env=("GATEWAY_HTTP_PORT=$GATEWAY_PORT")
+    for svc in "${SERVICES[@]}"; do
+        [[ -n "${URLS[$svc]:-}" ]] && gateway_env+=("GATEWAY_${svc^^}_URLS=${URLS[$svc]}")
+    done
+    start gateway env "${gateway_env[@]}" "$BIN/bejo-gateway"
+    HEALTH[gateway]="http://127.0.0.1:$GATEWAY_PORT/healthz"
+else
+    echo "  gateway: not installed, skipped"
+fi
+for name in "${names[@]}"; do
+    [[ -n "${HEALTH[$name]:-}" ]] && wait_healthy "$name" "${HEALTH[$name]}"
 done
 
+echo
+echo "bejo is running:"
+echo "  API gateway     http://127.0.0.1:$GATEWAY_PORT/api/v1/   (docs: http://127.0.0.1:$GATEWAY_PORT/api/v1/docs)"
+for svc in "${SERVICES[@]}"; do
+    [[ -n "${LISTENING[$svc]:-}" ]] && printf '  %-15s %s\n' "$svc" "${LISTENING[$svc]}   (logs .state/logs/$svc-<k>.log)"
+done
 cat <<EOF2
-
-bejo is running:
-  API gateway     http://127.0.0.1:8080/api/v1/   (docs: http://127.0.0.1:8080/api/v1/docs)
-  services        catalog :8081, orders :8082, payments :8083, notifications :8084
   RabbitMQ UI     http://127.0.0.1:15672/ (guest/guest)
   mail received   .state/mail/
   a token         .venv/bin/bejo token --role pp --sub pp-1 --pemda 35.15 --satker dinkes-sidoarjo

@@ -1,17 +1,27 @@
 """The whole platform in one process: catalog, orders, payments, notifications and the gateway,
-on the real RabbitMQ and Mongo-wire server, sharing one bus namespace, plus a real SMTP sink."""
+on the real RabbitMQ and Mongo-wire server, sharing one bus namespace, plus a real SMTP sink.
+
+`platform` runs one instance of each service; `platform_two_replicas` runs two of each (separate
+`build(settings)` calls: their own apps, Mongo clients and bus connections, the same database and
+bus namespace — which is what two replicas are) behind a gateway given both URLs per upstream.
+
+The steps of a purchase (`register_verified_provider`, `list_product`, `place_order`, ...) and the
+whole purchase scenario live here so every platform shape runs the same flow.
+"""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import support
+from pymongo import AsyncMongoClient
 
 from bejo_catalog.app import build as build_catalog
 from bejo_catalog.settings import CatalogSettings
@@ -25,6 +35,10 @@ from bejo_orders.settings import OrdersSettings
 from bejo_payments.app import build as build_payments
 from bejo_payments.settings import PaymentsSettings
 
+PEMDA = "35.15"
+SATKER = "dinkes-sidoarjo"
+SERVICES = ("catalog", "orders", "payments", "notifications")
+
 
 @dataclass
 class Platform:
@@ -32,6 +46,8 @@ class Platform:
     http: aiohttp.ClientSession
     sink: SmtpSink
     unique: str
+    # Base URLs of each service's replicas (what the gateway was given), for checks per replica.
+    services: dict[str, list[str]] = field(default_factory=dict)
 
     async def call(
         self, method: str, path: str, token: str | None = None, json: Any = None, headers: dict[str, str] | None = None
@@ -48,28 +64,42 @@ class Platform:
         return body
 
 
-@pytest.fixture
-async def platform(amqp_url: str, mongodb_url: str, unique: str, tmp_path: Path) -> AsyncIterator[Platform]:
+def _service_settings(name: str, common: dict[str, Any], smtp_port: int) -> Any:
+    if name == "catalog":
+        return support.service_settings(CatalogSettings, **common)
+    if name == "orders":
+        return support.service_settings(OrdersSettings, **common)
+    if name == "payments":
+        return support.service_settings(PaymentsSettings, sandbox_enabled=True, **common)
+    return support.service_settings(NotificationsSettings, smtp_port=smtp_port, **common)
+
+
+_BUILDERS: dict[str, Any] = {
+    "catalog": build_catalog,
+    "orders": build_orders,
+    "payments": build_payments,
+    "notifications": build_notifications,
+}
+
+
+@asynccontextmanager
+async def start_platform(
+    amqp_url: str, mongodb_url: str, unique: str, mail_dir: Path, *, replicas: int = 1
+) -> AsyncIterator[Platform]:
+    """Every service `replicas` times (each a separate app, with its own connections), then the gateway."""
     common = {"amqp_url": amqp_url, "mongodb_url": mongodb_url, "namespace": unique}
     async with AsyncExitStack() as stack:
-        sink = await stack.enter_async_context(SmtpSink(tmp_path / "mail"))
-        urls = {}
-        for name, build, settings in (
-            ("catalog", build_catalog, support.service_settings(CatalogSettings, **common)),
-            ("orders", build_orders, support.service_settings(OrdersSettings, **common)),
-            ("payments", build_payments, support.service_settings(PaymentsSettings, sandbox_enabled=True, **common)),
-            (
-                "notifications",
-                build_notifications,
-                support.service_settings(NotificationsSettings, smtp_port=sink.port, **common),
-            ),
-        ):
-            urls[name] = await stack.enter_async_context(support.serve(build(settings)))  # type: ignore[operator]
+        sink = await stack.enter_async_context(SmtpSink(mail_dir))
+        urls: dict[str, list[str]] = {name: [] for name in SERVICES}
+        for name in SERVICES:
+            for _ in range(replicas):
+                app = _BUILDERS[name](_service_settings(name, common, sink.port))
+                urls[name].append(await stack.enter_async_context(support.serve(app)))
         gateway_settings = GatewaySettings(
-            catalog_urls=[urls["catalog"]],
-            orders_urls=[urls["orders"]],
-            payments_urls=[urls["payments"]],
-            notifications_urls=[urls["notifications"]],
+            catalog_urls=urls["catalog"],
+            orders_urls=urls["orders"],
+            payments_urls=urls["payments"],
+            notifications_urls=urls["notifications"],
             rate_limit_per_second=1000,
             rate_limit_burst=1000,
             environment="test",
@@ -77,14 +107,240 @@ async def platform(amqp_url: str, mongodb_url: str, unique: str, tmp_path: Path)
         )
         gateway = await stack.enter_async_context(support.serve(build_gateway(gateway_settings)))
         http = await stack.enter_async_context(aiohttp.ClientSession())
-        yield Platform(gateway, http, sink, unique)
-        clients = [
-            support.service_settings(s, **common)
-            for s in (CatalogSettings, OrdersSettings, PaymentsSettings, NotificationsSettings)
-        ]
-        from pymongo import AsyncMongoClient
+        try:
+            yield Platform(gateway, http, sink, unique, urls)
+        finally:
+            await stack.aclose()  # stop every replica before their databases go
+            mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url)
+            for name in SERVICES:
+                await mongo.drop_database(_service_settings(name, common, 0).database_name)
+            await mongo.close()
 
-        mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url)
-        for settings in clients:
-            await mongo.drop_database(settings.database_name)
-        await mongo.close()
+
+@pytest.fixture
+async def platform(amqp_url: str, mongodb_url: str, unique: str, tmp_path: Path) -> AsyncIterator[Platform]:
+    async with start_platform(amqp_url, mongodb_url, unique, tmp_path / "mail") as started:
+        yield started
+
+
+@pytest.fixture
+async def platform_two_replicas(
+    amqp_url: str, mongodb_url: str, unique: str, tmp_path: Path
+) -> AsyncIterator[Platform]:
+    async with start_platform(amqp_url, mongodb_url, unique, tmp_path / "mail", replicas=2) as started:
+        yield started
+
+
+# -- the steps of a purchase ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cast:
+    """The people of one purchase, as tokens."""
+
+    provider_id: str
+    seller: str
+    admin: str
+    pp: str
+    ppk: str
+    treasurer: str
+
+
+def cast_of(platform: Platform) -> Cast:
+    provider_id = f"prov-{platform.unique}"
+    return Cast(
+        provider_id=provider_id,
+        seller=support.token("penyedia", "owner-sari", pemda=PEMDA, provider_id=provider_id, name="Sari"),
+        admin=support.token("admin", "biro-pbj", pemda="35", name="Biro PBJ"),
+        pp=support.token("pp", "pp-ani", pemda=PEMDA, satker=SATKER, name="Ani Lestari"),
+        ppk=support.token("ppk", "ppk-budi", pemda=PEMDA, satker=SATKER, name="Budi Santoso"),
+        treasurer=support.token("bendahara", "bdh-citra", pemda=PEMDA, satker=SATKER, name="Citra"),
+    )
+
+
+async def register_verified_provider(platform: Platform, cast: Cast) -> None:
+    """The provider registers and an admin verifies it."""
+    await platform.ok(
+        "POST",
+        "/api/v1/providers",
+        cast.seller,
+        {
+            "name": "CV Sumber Rejeki",
+            "legal_entity": "CV",
+            "nib": "1234567890123",
+            "npwp": "01.234.567.8-901.000",
+            "pkp": True,
+            "pemda_code": PEMDA,
+            "address": "Jl. Raya Porong 1, Sidoarjo",
+            "email": "cv@example.id",
+            "phone": "+62315550100",
+        },
+    )
+    await platform.ok("POST", f"/api/v1/providers/{cast.provider_id}/verify", cast.admin, {"reason": "dokumen lengkap"})
+
+
+async def list_product(platform: Platform, cast: Cast, *, stock: int, price: int = 95_000) -> dict[str, Any]:
+    """The provider lists a product (browsing anonymously for a category first); returns it once
+    search finds it."""
+    categories = (await platform.ok("GET", "/api/v1/categories"))["items"]
+    category = next(c["id"] for c in categories if c["parent_id"])
+    product: dict[str, Any] = await platform.ok(
+        "POST",
+        "/api/v1/products",
+        cast.seller,
+        {
+            "name": "Kopi Robusta Dampit 1kg",
+            "description": "Kopi bubuk",
+            "category": category,
+            "unit": "pak",
+            "price": price,
+            "het": 120_000,
+            "stock": stock,
+        },
+    )
+    found = await support.wait_until(lambda: search(platform, "robusta dampit"), within=30)
+    assert product["id"] in found
+    return product
+
+
+async def search(platform: Platform, q: str) -> list[str]:
+    page = await platform.ok("GET", f"/api/v1/products?q={q.replace(' ', '+')}")
+    return [p["id"] for p in page["items"]]
+
+
+def order_body(product_id: str, quantity: int, ppk_id: str = "ppk-budi") -> dict[str, Any]:
+    return {
+        "lines": [{"product_id": product_id, "quantity": quantity}],
+        "delivery_address": "Jl. Pahlawan 1, Sidoarjo",
+        "rup_code": "RUP-35.15-2026-0001",
+        "ppk_id": ppk_id,
+        "payment_method": "va",
+    }
+
+
+async def place_order(platform: Platform, pp: str, product_id: str, quantity: int) -> tuple[int, Any]:
+    """POST /orders once, with a fresh Idempotency-Key."""
+    return await platform.call(
+        "POST",
+        "/api/v1/orders",
+        pp,
+        order_body(product_id, quantity),
+        headers={"Idempotency-Key": str(uuid.uuid4())},
+    )
+
+
+async def wait_until_orders_knows(platform: Platform, pp: str, product_id: str) -> None:
+    """The orders service learns of a product from catalog events. Ask without ordering anything: a
+    quantity far over the VA cap is refused as `cap_va` once the product is known (`not_found` before)."""
+
+    async def known() -> bool:
+        status, problem = await place_order(platform, pp, product_id, 1_000_000)
+        assert status == 422, problem
+        return any(e.get("type") == "cap_va" for e in problem.get("errors", []))
+
+    await support.wait_until(known, within=30, interval=0.3)
+
+
+async def order_status_is(platform: Platform, token: str, order_id: str, wanted: str) -> bool:
+    return bool((await platform.ok("GET", f"/api/v1/orders/{order_id}", token))["status"] == wanted)
+
+
+# -- the whole purchase ---------------------------------------------------------------------------
+
+
+async def purchase_from_listing_to_completed_payment(platform: Platform) -> None:
+    """A purchase from listing to settled payment, driven only through the gateway, as clients would."""
+    cast = cast_of(platform)
+    # The PPK registers an address for e-mail notices.
+    await platform.ok("PUT", "/api/v1/notifications/contact", cast.ppk, {"email": "budi@dinkes.example.id"})
+    await register_verified_provider(platform, cast)
+    product = await list_product(platform, cast, stock=5)
+
+    # The PP checks out; the orders service learns of the product from catalog events, so retry
+    # with fresh keys until its read model has it.
+    async def place() -> dict[str, Any] | None:
+        status, body = await place_order(platform, cast.pp, product["id"], 2)
+        return body if status == 201 else None
+
+    checkout = await support.wait_until(place, within=30, interval=0.3)
+    [order] = checkout["orders"]
+    order_id = order["id"]
+    assert order["total"] == 190_000 and order["provider_id"] == cast.provider_id
+
+    await support.wait_until(lambda: order_status_is(platform, cast.pp, order_id, "reserved"), within=30)
+    # Only a PPK may approve: the gateway refuses the PP's token and names the role.
+    status, problem = await platform.call("POST", f"/api/v1/orders/{order_id}/approve", cast.pp)
+    assert status == 403 and problem["required_roles"] == ["ppk"]
+    await platform.ok("POST", f"/api/v1/orders/{order_id}/approve", cast.ppk)
+    await platform.ok("POST", f"/api/v1/orders/{order_id}/accept", cast.seller)
+    await platform.ok("POST", f"/api/v1/orders/{order_id}/ship", cast.seller, {"tracking_note": "JNE 1234567890"})
+    received = await platform.ok("POST", f"/api/v1/orders/{order_id}/receive", cast.ppk)
+    assert received["bast_number"].startswith(f"BAST/{PEMDA}/")
+
+    # Payments invoices the received order: PPN 11 % (the provider is PKP), PPh 22 0.5 % withheld.
+    async def payment() -> dict[str, Any] | None:
+        items = (await platform.ok("GET", f"/api/v1/payments?order_id={order_id}", cast.treasurer))["items"]
+        return items[0] if items and items[0].get("va_number") else None
+
+    pay = await support.wait_until(payment, within=30)
+    assert pay["invoice"] | {"number": None} == {
+        "number": None,
+        "base": 190_000,
+        "ppn": 20_900,
+        "pph22": 950,
+        "total": 210_900,
+        "net_to_provider": 189_050,
+    }
+
+    # The buyer pays the VA at the (sandbox) bank, which calls back signed, SNAP-style.
+    await platform.ok("POST", f"/api/v1/sandbox/va/{pay['va_number']}/pay", cast.treasurer, {"amount": 210_900})
+    await support.wait_until(lambda: order_status_is(platform, cast.pp, order_id, "completed"), within=45)
+
+    ledger = (await platform.ok("GET", f"/api/v1/payments/{pay['id']}/ledger", cast.treasurer))["items"]
+    assert ledger and sum(entry["amount"] for entry in ledger) == 0
+
+    history = (await platform.ok("GET", f"/api/v1/orders/{order_id}/history", cast.pp))["items"]
+    assert [h["to"] for h in history] == [
+        "placed",
+        "reserved",
+        "approved",
+        "accepted",
+        "shipped",
+        "received",
+        "payment_pending",
+        "paid",
+        "completed",
+    ]
+
+    # The PPK was told about the order in-app and by e-mail, in Indonesian.
+    inbox = (await platform.ok("GET", "/api/v1/notifications", cast.ppk))["items"]
+    assert any(order_id in str(n) for n in inbox)
+    mails = await support.wait_until(
+        lambda: [m for m in platform.sink.messages() if "budi@dinkes.example.id" in str(m["To"])], within=30
+    )
+    body = mails[0].get_body(preferencelist=("plain",))
+    assert body is not None and "Rp 190.000" in body.get_content()
+
+    # Object-level scoping: another pemda's admin and another satker's PP see nothing; the
+    # province's auditor sees it.
+    outsiders = [
+        support.token("admin", "admin-malang", pemda="35.07"),
+        support.token("pp", "pp-other", pemda=PEMDA, satker="dinas-pendidikan"),
+    ]
+    for outsider in outsiders:
+        status, _ = await platform.call("GET", f"/api/v1/orders/{order_id}", outsider)
+        assert status == 404
+    auditor = support.token("auditor", "bpk-jatim", pemda="35")
+    assert (await platform.ok("GET", f"/api/v1/orders/{order_id}", auditor))["id"] == order_id
+
+    # The contracting process is public as OCDS: buyer, supplier, contract value and the payment.
+    package = await platform.ok("GET", f"/api/v1/ocds/releases?pemda={PEMDA}")
+    [release] = package["releases"]
+    assert release["ocid"].endswith(order_id) and release["buyer"]["name"] == SATKER
+    [contract] = release["contracts"]
+    assert contract["value"] == {"amount": 190_000, "currency": "IDR"}
+    assert contract["implementation"]["transactions"][0]["id"] == pay["id"]
+
+    # The public figures add up.
+    stats = await platform.ok("GET", f"/api/v1/stats?pemda={PEMDA}")
+    assert (stats["orders"], stats["transaction_value"], stats["providers"], stats["products"]) == (1, 190_000, 1, 1)
