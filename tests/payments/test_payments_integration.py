@@ -22,7 +22,6 @@ from bejo_contracts.payments import (
     VirtualAccountExpired,
     VirtualAccountIssued,
 )
-from bejo_kit.mongo import utcnow
 from bejo_payments.app import build
 from bejo_payments.sandbox import CALLBACK_PATH
 from bejo_payments.service import SETTLEMENT_GRACE
@@ -369,11 +368,12 @@ async def test_the_sweep_settles_a_payment_whose_writer_died_after_the_paid_writ
         doc = await p.service.repo.get(payment["id"])
         assert doc is not None
         # What a paying callback writes first; the process "dies" before settling.
-        await p.service._mark_paid(doc, reference="X", via="test", now=doc["created_at"])
+        paid = await p.service._mark_paid(doc, reference="X", via="test", now=doc["created_at"])
         assert [e["kind"] for e in await p.ledger(payment["id"])] == ["payment_received"] * 2
-        assert await p.service.settle_stalled(utcnow()) == 0  # within the grace: its writer may still settle
+        # Within the grace its writer may still be settling it: the sweep leaves it alone.
+        assert await p.service.settle_stalled(paid["updated_at"]) == 0
 
-        later = utcnow() + SETTLEMENT_GRACE * 2
+        later = paid["updated_at"] + SETTLEMENT_GRACE * 2
         await asyncio.gather(*(replica.service.settle_stalled(later) for replica in p.replicas))
         await asyncio.gather(*(replica.service.settle_stalled(later) for replica in p.replicas))
         after = await p.service.repo.get(payment["id"])
