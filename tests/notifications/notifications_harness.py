@@ -1,19 +1,23 @@
-"""Harness for the notifications integration tests: the service on the real bus and store, a
-publisher in the test's bus namespace, and a webhook receiver that verifies signatures."""
+"""Harness for the notifications integration tests: the service (one or more replicas) on the real
+bus and store, a publisher in the test's bus namespace, and a webhook receiver that verifies
+signatures."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from pymongo.asynchronous.database import AsyncDatabase
 from support import bearer, serve, service_settings
 
 from bejo_contracts import Envelope
 from bejo_kit.bus import Bus
-from bejo_kit.mongo import create_client
+from bejo_kit.mongo import Document, create_client
 from bejo_notifications.app import build
 from bejo_notifications.domain import verify_signature
 from bejo_notifications.settings import NotificationsSettings
@@ -21,16 +25,23 @@ from bejo_notifications.settings import NotificationsSettings
 
 @dataclass
 class Service:
-    url: str
+    """The service's replicas (same settings: one database, competing consumers on one queue)."""
+
+    urls: list[str]
     settings: NotificationsSettings
     bus: Bus
     http: aiohttp.ClientSession
+    db: AsyncDatabase[Document]
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
 
     async def publish(self, envelope: Envelope) -> None:
         await self.bus.publish(envelope)
 
-    async def call(self, method: str, path: str, jwt: str, json: Any = None) -> tuple[int, Any]:
-        async with self.http.request(method, self.url + path, headers=bearer(jwt), json=json) as reply:
+    async def call(self, method: str, path: str, jwt: str, json: Any = None, replica: int = 0) -> tuple[int, Any]:
+        async with self.http.request(method, self.urls[replica] + path, headers=bearer(jwt), json=json) as reply:
             body = await reply.json() if reply.content_type.endswith("json") else None
             return reply.status, body
 
@@ -45,33 +56,39 @@ def _query(params: dict[str, str]) -> str:
 
 
 async def start_service(
-    amqp_url: str, mongodb_url: str, unique: str, smtp_port: int, **overrides: Any
+    amqp_url: str, mongodb_url: str, unique: str, smtp_port: int, *, replicas: int = 1, **overrides: Any
 ) -> AsyncIterator[Service]:
+    defaults: dict[str, Any] = {
+        # One message at a time, so "a later event was handled" implies "the earlier ones were"
+        # (with one replica).
+        "prefetch": 1,
+        "delivery_poll_interval": 0.1,
+        "retry_backoff_base_seconds": 0.2,
+        "retry_backoff_max_seconds": 1.0,
+        "webhook_timeout_seconds": 2.0,
+    }
     settings = service_settings(
         NotificationsSettings,
         amqp_url=amqp_url,
         mongodb_url=mongodb_url,
         namespace=unique,
         smtp_port=smtp_port,
-        # One message at a time, so "a later event was handled" implies "the earlier ones were".
-        prefetch=1,
-        delivery_poll_interval=0.1,
-        retry_backoff_base_seconds=0.2,
-        retry_backoff_max_seconds=1.0,
-        webhook_timeout_seconds=2.0,
-        webhook_cache_seconds=0.0,
-        **overrides,
+        **{**defaults, **overrides},
     )
     publisher = Bus(settings, source="bejo/test")
-    async with serve(build(settings)) as url, aiohttp.ClientSession() as http:
-        await publisher.connect()
-        try:
-            yield Service(url, settings, publisher, http)
-        finally:
-            await publisher.close()
-            client = create_client(settings)
-            await client.drop_database(settings.database_name)
-            await client.close()
+    client = create_client(settings)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            urls = [await stack.enter_async_context(serve(build(settings))) for _ in range(replicas)]
+            http = await stack.enter_async_context(aiohttp.ClientSession())
+            await publisher.connect()
+            try:
+                yield Service(urls, settings, publisher, http, client[settings.database_name])
+            finally:
+                await publisher.close()
+    finally:
+        await client.drop_database(settings.database_name)
+        await client.close()
 
 
 @dataclass
@@ -82,13 +99,18 @@ class Receiver:
     statuses: list[int] = field(default_factory=list)
     received: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
+    # While set, requests are held open until it is set (to catch a delivery mid-attempt).
+    held: asyncio.Event | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
+        if self.held is not None:
+            await self.held.wait()
         body = await request.read()
         timestamp = request.headers["X-Bejo-Timestamp"]
         self.received.append(
             {
                 "event_id": request.headers["X-Bejo-Event-Id"],
+                "delivery_id": request.headers["X-Bejo-Delivery-Id"],
                 "verified": verify_signature(self.secret, timestamp, body, request.headers["X-Bejo-Signature"]),
                 "content_type": request.headers["Content-Type"],
                 "json": await request.json(),

@@ -7,7 +7,7 @@ from aiohttp import web
 from bejo_kit.runtime import Runtime, run_service
 
 from . import api, consumers
-from .repository import WEBHOOKS, Store
+from .repository import INDEXES, WEBHOOKS, Store
 from .service import Notifier
 from .settings import NotificationsSettings
 from .webhooks import Webhooks
@@ -15,11 +15,10 @@ from .webhooks import Webhooks
 
 def build(settings: NotificationsSettings | None = None) -> web.Application:
     settings = settings or NotificationsSettings()
-    runtime = Runtime(settings, outbox_collections=[WEBHOOKS])
-    store = Store(runtime.db, settings)
+    runtime = Runtime(settings, outbox_collections=[WEBHOOKS], indexes=INDEXES)
+    store = Store(runtime.db)
     notifier = Notifier(store, settings)
     webhooks = Webhooks(store, settings, runtime.bus, runtime.outbox)
-    runtime.on_start(store.ensure_indexes)
     runtime.add_loop("email-delivery", notifier.mailer.run)
     runtime.add_loop("webhook-delivery", webhooks.run)
     consumers.subscribe(runtime.bus, notifier, webhooks)

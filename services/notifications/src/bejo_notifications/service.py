@@ -11,19 +11,20 @@ from email.utils import format_datetime, make_msgid
 from typing import Any
 
 import aiosmtplib
+from pymongo import ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 from bejo_contracts import Envelope
 from bejo_kit.auth import Principal
 from bejo_kit.errors import NotFound, ValidationProblem
-from bejo_kit.inbox import is_duplicate_key
 from bejo_kit.logging import get_logger
 from bejo_kit.mongo import Document, utcnow
 from bejo_kit.paging import decode_cursor, encode_cursor
-from bejo_kit.store import KeyedLocks
 
 from . import domain
 from .domain import Locale, Recipient
-from .repository import Store
+from .repository import NEWEST_FIRST, Store
 from .settings import NotificationsSettings
 from .templates import RenderedMessage, Renderer
 from .work_queue import WorkQueue
@@ -59,38 +60,32 @@ class Directory:
     def __init__(self, store: Store, settings: NotificationsSettings) -> None:
         self._store = store
         self._settings = settings
-        self._locks = KeyedLocks()
 
     async def record_provider(self, data: dict[str, Any], now: datetime) -> None:
         provider_id, address = data.get("provider_id"), data.get("email")
         if not isinstance(provider_id, str) or not isinstance(address, str):
             return
-        key = domain.provider_recipient(provider_id)
-        async with self._locks.hold(key):
-            await self._store.audiences.update_one(
-                {"_id": key},
-                {"$set": {"email": address, "name": data.get("name"), "updated_at": now}},
-                upsert=True,
-            )
+        await self._store.audiences.update_one(
+            {"_id": domain.provider_recipient(provider_id)},
+            {"$set": {"email": address, "name": data.get("name"), "updated_at": now}},
+            upsert=True,
+        )
 
     async def register(self, user: Principal, address: str, locale: Locale, now: datetime) -> Document:
         contact_id = domain.user_recipient(user.sub)
         contact = {"sub": user.sub, "email": address, "locale": locale, "role": user.role, "updated_at": now}
-        async with self._locks.hold(contact_id):
-            await self._store.contacts.partition_of(contact_id).update_one(
-                {"_id": contact_id}, {"$set": contact}, upsert=True
-            )
-        # Join the audiences the token belongs to, so mail to e.g. a satker's bendahara reaches this user.
+        await self._store.contacts.update_one({"_id": contact_id}, {"$set": contact}, upsert=True)
+        # Join the audiences the token belongs to, so mail to e.g. a satker's bendahara reaches this
+        # user. Each member is its own field, so members registering at once never overwrite each other.
         member = {"sub": user.sub, "email": address, "locale": locale}
         for key in domain.recipients_of_user(user.sub, user.role, user.satker, user.provider_id)[1:]:
-            async with self._locks.hold(key):
-                await self._store.audiences.update_one(
-                    {"_id": key}, {"$set": {f"members.{domain.member_key(user.sub)}": member}}, upsert=True
-                )
+            await self._store.audiences.update_one(
+                {"_id": key}, {"$set": {f"members.{domain.member_key(user.sub)}": member}}, upsert=True
+            )
         return {"_id": contact_id, **contact}
 
     async def contact(self, sub: str) -> Document | None:
-        return await self._store.contacts.find_one(domain.user_recipient(sub))
+        return await self._store.contacts.find_one({"_id": domain.user_recipient(sub)})
 
     async def reach(self, recipient: Recipient) -> Reach:
         default: Locale = self._settings.default_locale
@@ -116,24 +111,34 @@ def _locale(value: Any, default: Locale) -> Locale:
     return value if value in domain.LOCALES else default
 
 
-def page_position(cursor: str | None) -> tuple[str, str] | None:
-    """(created_at ISO, id) of the last item of the previous page, from a cursor."""
-    malformed = ValidationProblem.field("cursor", "malformed cursor; pass back the next_cursor of a previous page")
+async def newest_first_page(
+    collection: AsyncCollection[Document],
+    query: Document,
+    cursor: str | None,
+    limit: int,
+    projection: Document | None = None,
+) -> tuple[list[Document], str | None]:
+    """One page of `query`'s matches, newest first, after the cursor's `(created_at, _id)`."""
     position = decode_cursor(cursor)
-    if position is None:
-        return None
-    at, last_id = position.get("at"), position.get("id")
-    if not isinstance(at, str) or not isinstance(last_id, str):
-        raise malformed
-    try:
-        datetime.fromisoformat(at)
-    except ValueError:
-        raise malformed from None
-    return at, last_id
+    if position is not None:
+        at, last_id = position.get("at"), position.get("id")
+        try:
+            moment = datetime.fromisoformat(at) if isinstance(at, str) and isinstance(last_id, str) else None
+        except ValueError:
+            moment = None
+        if moment is None:
+            raise ValidationProblem.field("cursor", "malformed cursor; pass back the next_cursor of a previous page")
+        query = {**query, "$or": [{"created_at": {"$lt": moment}}, {"created_at": moment, "_id": {"$lt": last_id}}]}
+    page = await collection.find(query, projection).sort(NEWEST_FIRST).limit(limit + 1).to_list()
+    if len(page) <= limit:
+        return page, None
+    page = page[:limit]
+    return page, encode_cursor({"at": page[-1]["created_at"].isoformat(), "id": page[-1]["_id"]})
 
 
 class Inbox:
-    """The caller's notifications: addressed to their sub or to an audience their token belongs to."""
+    """The caller's notifications: addressed to their sub or to an audience their token belongs to.
+    Read state is per reader, also on audience notifications: `reads.<member key of sub>`."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -141,91 +146,66 @@ class Inbox:
     async def add(self, document: Document) -> bool:
         """Insert once: the `_id` is derived from (event, recipient), so a redelivery is a duplicate."""
         try:
-            await self._store.inbox.partition_of(document["recipient"]).insert_one(document)
-        except Exception as exc:
-            if is_duplicate_key(exc):
-                return False
-            raise
+            await self._store.notifications.insert_one(document)
+        except DuplicateKeyError:
+            return False
         return True
-
-    def _keys_by_partition(self, user: Principal) -> dict[str, tuple[Any, list[str]]]:
-        grouped: dict[str, tuple[Any, list[str]]] = {}
-        for key in domain.recipients_of_user(user.sub, user.role, user.satker, user.provider_id):
-            collection = self._store.inbox.partition_of(key)
-            grouped.setdefault(collection.name, (collection, []))[1].append(key)
-        return grouped
-
-    async def _read_marks(self, sub: str) -> dict[str, datetime]:
-        cursor = self._store.reads.partition_of(sub).find({"sub": sub}, {"notification_id": 1, "read_at": 1})
-        return {doc["notification_id"]: doc["read_at"] async for doc in cursor}
 
     async def list(
         self, user: Principal, cursor: str | None, limit: int, unread_only: bool = False
     ) -> tuple[list[Document], str | None, int]:
-        after = page_position(cursor)
-        documents: list[Document] = []
-        for collection, keys in self._keys_by_partition(user).values():
-            documents.extend([doc async for doc in collection.find({"recipient": {"$in": keys}})])
-        read_marks = await self._read_marks(user.sub)
-        for doc in documents:
-            doc["read_at"] = read_marks.get(doc["_id"])
-        unread_count = sum(1 for doc in documents if doc["read_at"] is None)
-        documents.sort(key=lambda d: (d["created_at"], d["_id"]), reverse=True)
-        if unread_only:
-            documents = [d for d in documents if d["read_at"] is None]
-        if after is not None:
-            documents = [d for d in documents if (d["created_at"].isoformat(), d["_id"]) < after]
-        page = documents[:limit]
-        next_cursor = None
-        if len(documents) > limit:
-            last = page[-1]
-            next_cursor = encode_cursor({"at": last["created_at"].isoformat(), "id": last["_id"]})
-        return page, next_cursor, unread_count
+        mine: Document = {"recipient": {"$in": _keys(user)}}
+        unread = {**mine, _read_field(user.sub): {"$exists": False}}
+        found, next_cursor = await newest_first_page(
+            self._store.notifications, unread if unread_only else mine, cursor, limit
+        )
+        unread_count = await self._store.notifications.count_documents(unread)
+        return [_as_read_by(doc, user.sub) for doc in found], next_cursor, unread_count
 
     async def mark_read(self, user: Principal, notification_id: str, now: datetime) -> Document:
-        document: Document | None = None
-        for collection, keys in self._keys_by_partition(user).values():
-            found = await collection.find_one({"_id": notification_id})
-            if found is not None and found["recipient"] in keys:
-                document = found
-                break
+        """Idempotent: the first read time stays."""
+        mine = {"_id": notification_id, "recipient": {"$in": _keys(user)}}
+        field = _read_field(user.sub)
+        document = await self._store.notifications.find_one_and_update(
+            {**mine, field: {"$exists": False}}, {"$set": {field: now}}, return_document=ReturnDocument.AFTER
+        )
+        if document is None:  # read before, or not the caller's
+            document = await self._store.notifications.find_one(mine)
         if document is None:
             raise NotFound(f"no notification {notification_id!r} for you", code="notification_not_found")
-        mark = {
-            "_id": domain.derived_key(notification_id, user.sub),
-            "sub": user.sub,
-            "notification_id": notification_id,
-            "read_at": now,
-        }
-        try:
-            await self._store.reads.partition_of(user.sub).insert_one(mark)
-        except Exception as exc:
-            if not is_duplicate_key(exc):
-                raise
-            existing = await self._store.reads.partition_of(user.sub).find_one({"_id": mark["_id"]})
-            if existing is not None:
-                mark = existing
-        document["read_at"] = mark["read_at"]
-        return document
+        return _as_read_by(document, user.sub)
+
+
+def _keys(user: Principal) -> list[str]:
+    return domain.recipients_of_user(user.sub, user.role, user.satker, user.provider_id)
+
+
+def _read_field(sub: str) -> str:
+    return f"reads.{domain.member_key(sub)}"
+
+
+def _as_read_by(document: Document, sub: str) -> Document:
+    """The entry as `sub` sees it: their read time, not the other readers'."""
+    reads = document.pop("reads", None) or {}
+    return {**document, "read_at": reads.get(domain.member_key(sub))}
 
 
 class Mailer:
-    """Queues e-mails (a record first, then a queue item) and a loop that sends them over SMTP."""
+    """Queues e-mails (the record is its own work item) and a loop that sends them over SMTP."""
 
     def __init__(self, store: Store, settings: NotificationsSettings) -> None:
-        self._store = store
         self._settings = settings
         self.queue = WorkQueue(
-            store.email_queue,
+            store.emails,
             lease=timedelta(seconds=settings.delivery_lease_seconds),
-            batch_size=settings.delivery_batch_size,
+            concurrency=settings.email_concurrency,
+            poll_interval=settings.delivery_poll_interval,
         )
 
     async def enqueue(self, event_id: str, address: Address, message: RenderedMessage, now: datetime) -> bool:
-        """Once per (event, address): a redelivered event finds the record and only re-queues unsent mail."""
-        mail_id = domain.email_id(event_id, address.email)
+        """Once per (event, address): a redelivered event meets the record's duplicate key."""
         record = {
-            "_id": mail_id,
+            "_id": domain.email_id(event_id, address.email),
             "event_id": event_id,
             "to": address.email,
             "locale": message.locale,
@@ -235,38 +215,20 @@ class Mailer:
             "status": "pending",
             "attempts": 0,
             "created_at": now,
+            "next_attempt_at": now,
         }
-        created = True
         try:
-            await self._store.emails.insert_one(record)
-        except Exception as exc:
-            if not is_duplicate_key(exc):
-                raise
-            created = False
-            existing = await self._store.emails.find_one(mail_id)
-            if existing is None or existing["status"] != "pending":
-                return False
-        await self.queue.push(mail_id, now)
-        return created
+            await self.queue.collection.insert_one(record)
+        except DuplicateKeyError:
+            return False
+        self.queue.wake()
+        return True
 
     async def run(self) -> None:
-        while True:
-            sent = await self.send_due()
-            if sent == 0:
-                await self.queue.sleep(self._settings.delivery_poll_interval)
+        await self.queue.run(self.send)
 
-    async def send_due(self) -> int:
-        items = await self.queue.claim_due(utcnow())
-        finished = await asyncio.gather(*(self._send(item) for item in items))
-        await self.queue.done([item["_id"] for item, done in zip(items, finished, strict=True) if done])
-        return len(items)
-
-    async def _send(self, item: Document) -> bool:
-        """One attempt; True when the item leaves the queue (sent, given up, or nothing to send)."""
-        mail_id = item["_id"]
-        record = await self._store.emails.find_one(mail_id)
-        if record is None or record["status"] != "pending":
-            return True
+    async def send(self, record: Document) -> None:
+        """One attempt at a claimed record: sent, retried later, or given up."""
         attempts = int(record.get("attempts", 0)) + 1
         try:
             await aiosmtplib.send(
@@ -280,29 +242,22 @@ class Mailer:
                 timeout=self._settings.smtp_timeout_seconds,
             )
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            return await self._failed(record, attempts, f"{type(exc).__name__}: {exc}")
-        await self._store.emails.update_one(
-            mail_id, {"$set": {"status": "sent", "sent_at": utcnow(), "attempts": attempts, "last_error": None}}
-        )
-        return True
-
-    async def _failed(self, record: Document, attempts: int, error: str) -> bool:
-        mail_id = record["_id"]
-        log.warning("e-mail not sent", to=record["to"], attempts=attempts, error=error)
-        if attempts >= self._settings.email_max_attempts:
-            await self._store.emails.update_one(
-                mail_id, {"$set": {"status": "failed", "attempts": attempts, "last_error": error}}
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("e-mail not sent", to=record["to"], attempts=attempts, error=error)
+            outcome = {"attempts": attempts, "last_error": error}
+            if attempts >= self._settings.email_max_attempts:
+                await self.queue.settle(record, {"$set": {**outcome, "status": "failed"}}, None)
+                return
+            delay = domain.retry_delay(
+                attempts,
+                base=self._settings.retry_backoff_base_seconds,
+                cap=self._settings.retry_backoff_max_seconds,
+                jitter=random.random(),
             )
-            return True
-        await self._store.emails.update_one(mail_id, {"$set": {"attempts": attempts, "last_error": error}})
-        delay = domain.retry_delay(
-            attempts,
-            base=self._settings.retry_backoff_base_seconds,
-            cap=self._settings.retry_backoff_max_seconds,
-            jitter=random.random(),
-        )
-        await self.queue.retry_at(mail_id, utcnow() + timedelta(seconds=delay))
-        return False
+            await self.queue.settle(record, {"$set": outcome}, utcnow() + timedelta(seconds=delay))
+            return
+        sent = {"status": "sent", "sent_at": utcnow(), "attempts": attempts, "last_error": None}
+        await self.queue.settle(record, {"$set": sent}, None)
 
     def _message(self, record: Document) -> EmailMessage:
         message = EmailMessage()
@@ -375,5 +330,4 @@ class Notifier:
 
         # Recipients are independent: their writes go out side by side.
         results = await asyncio.gather(*(notify(r) for r in domain.recipients_for(envelope.type, envelope.data)))
-        created = sum(results)
-        return created
+        return sum(results)

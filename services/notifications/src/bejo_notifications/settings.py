@@ -38,24 +38,15 @@ class NotificationsSettings(KitSettings):
     webhook_max_attempts: int = 8  # per delivery; then it is marked failed (redeliver by hand)
     # A subscription is disabled after this many failed attempts in a row (any success resets it).
     webhook_disable_after_failures: int = 15
-    webhook_concurrency: int = 16
-    # How long a replica trusts its copy of the active subscriptions (others' changes show up after this).
-    webhook_cache_seconds: float = 2.0
+    webhook_concurrency: int = 16  # deliveries attempted at once per replica
 
     # Retries of e-mails and webhook deliveries: exponential from the base, capped, with jitter.
     retry_backoff_base_seconds: float = 1.0
     retry_backoff_max_seconds: float = 600.0
 
-    # Background work: how often the due queues are polled when nothing wakes them, and the claim lease.
+    # Background work: how often the due work is polled when nothing local wakes the loops (work
+    # queued by other replicas, retries falling due), and how long a claim holds before another
+    # replica may take the item over (longer than one SMTP send or webhook POST).
     delivery_poll_interval: float = 1.0
-    delivery_batch_size: int = 100
     delivery_lease_seconds: float = 60.0
-
-    # Secondary indexes for the listings. FerretDB v1 answers only `{_id: ...}` from an index and
-    # creating one per partition slows start-up, so they are made only when asked (on MongoDB).
-    secondary_indexes: bool = False
-
-    # Physical partitions of the large collections (keep each under 1-2k documents on FerretDB).
-    inbox_partitions: int = 32
-    delivery_log_partitions: int = 16
-    email_partitions: int = 16
+    email_concurrency: int = 4  # e-mails sent at once per replica

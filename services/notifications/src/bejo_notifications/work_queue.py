@@ -1,12 +1,16 @@
-"""A small persistent queue of due work (e-mails to send, webhook deliveries to attempt).
+"""Due work kept on the documents themselves (e-mail records, webhook deliveries).
 
-Items are `{_id, next_attempt_at, lease_until, ...}`; only unfinished work lives here, so the poll
-(a scan on FerretDB) stays cheap. One loop per replica claims a batch of due items at once: a
-single conditional `update_many` stamps them with a fresh claim token and a lease, then the items
-holding that token are the replica's. Every write costs a scan on FerretDB, so the batch is claimed
-and finished in one write each, not one per item. On MongoDB the conditional update makes a claim
-exclusive across replicas; on FerretDB (read-modify-write not atomic) two replicas may rarely both
-hold an item, so the effect is at-least-once, which e-mail and webhook receivers tolerate anyway.
+A document is due while it is `pending` and `next_attempt_at <= now` (indexed in that order, so a
+claim reads only unfinished work however large the collection grows); `next_attempt_at` is None
+once the work is finished. Every replica runs the same loop:
+- it claims one due document with `find_one_and_update`, which moves `next_attempt_at` one lease
+  ahead and stamps a fresh claim token, so of replicas polling together exactly one wins it;
+- if the winner dies holding it, the document simply falls due again when the lease runs out and
+  another replica takes it over: nothing is lost;
+- the outcome is written on the condition that the token is still there, so a replica that
+  outlived its lease cannot overwrite the outcome of the next holder.
+The effect outside (an SMTP send, a POST) is at-least-once: a holder that dies after sending and
+before writing the outcome is sent again after the lease. Receivers dedupe by event id.
 """
 
 from __future__ import annotations
@@ -14,65 +18,92 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
 
+from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
-from bejo_kit.inbox import is_duplicate_key
-from bejo_kit.mongo import Document
+from bejo_kit.logging import get_logger
+from bejo_kit.mongo import Document, utcnow
+
+log = get_logger(__name__)
+
+DUE = "next_attempt_at"
+CLAIM = "claim"
+PENDING: Document = {"status": "pending"}
+DUE_INDEX = IndexModel([("status", ASCENDING), (DUE, ASCENDING)], name="due")
 
 
 class WorkQueue:
-    def __init__(self, collection: AsyncCollection[Document], *, lease: timedelta, batch_size: int) -> None:
+    def __init__(
+        self,
+        collection: AsyncCollection[Document],
+        *,
+        lease: timedelta,
+        concurrency: int,
+        poll_interval: float,
+    ) -> None:
         self.collection = collection
         self._lease = lease
-        self._batch_size = batch_size
+        self._concurrency = concurrency
+        self._poll_interval = poll_interval
         self._wakeup = asyncio.Event()
 
     def wake(self) -> None:
+        """New work was written by this replica: look now rather than at the next poll."""
         self._wakeup.set()
 
-    async def sleep(self, seconds: float) -> None:
-        """Until new local work is pushed, or `seconds` pass (work pushed by other replicas, retries)."""
+    async def claim(self, now: datetime) -> Document | None:
+        """The most overdue document, now held by the caller until the lease runs out."""
+        return await self.collection.find_one_and_update(
+            {**PENDING, DUE: {"$lte": now}},
+            {"$set": {DUE: now + self._lease, CLAIM: uuid.uuid4().hex}},
+            sort=[(DUE, ASCENDING)],
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def settle(self, item: Document, update: Document, next_attempt_at: datetime | None) -> bool:
+        """Write the outcome of a claimed item's attempt and release it (due again at
+        `next_attempt_at`, or finished if None). False if the claim was lost to another replica."""
+        fields = {**update.get("$set", {}), DUE: next_attempt_at}
+        result = await self.collection.update_one(
+            {"_id": item["_id"], CLAIM: item[CLAIM]}, {**update, "$set": fields, "$unset": {CLAIM: ""}}
+        )
+        if result.modified_count == 0:
+            log.warning("claim lost before the outcome was written", item=item["_id"])
+        return result.modified_count == 1
+
+    async def run(self, handle: Callable[[Document], Awaitable[None]]) -> None:
+        """Claim due items and handle up to `concurrency` of them at once, until cancelled."""
+        gate = asyncio.Semaphore(self._concurrency)
+        async with asyncio.TaskGroup() as group:
+            while True:
+                await gate.acquire()
+                try:
+                    item = await self.claim(utcnow())
+                except Exception as exc:  # noqa: BLE001 - a database blip must not stop the items in hand
+                    gate.release()
+                    log.warning("claiming due work failed", collection=self.collection.name, error=str(exc))
+                    await self._sleep(self._poll_interval)
+                    continue
+                if item is None:
+                    gate.release()
+                    await self._sleep(self._poll_interval)
+                    continue
+                group.create_task(self._handle(handle, item, gate))
+
+    async def _handle(
+        self, handle: Callable[[Document], Awaitable[None]], item: Document, gate: asyncio.Semaphore
+    ) -> None:
+        try:
+            await handle(item)
+        except Exception as exc:  # noqa: BLE001 - the item falls due again when its lease runs out
+            log.warning("handling due work failed", item=item["_id"], error=str(exc))
+        finally:
+            gate.release()
+
+    async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), seconds)
         self._wakeup.clear()
-
-    async def push(self, item_id: str, now: datetime, **fields: Any) -> bool:
-        """Queue an item; False if it is queued already."""
-        try:
-            await self.collection.insert_one(
-                {"_id": item_id, "next_attempt_at": now, "lease_until": None, "queued_at": now, **fields}
-            )
-        except Exception as exc:
-            if is_duplicate_key(exc):
-                return False
-            raise
-        self.wake()
-        return True
-
-    async def claim_due(self, now: datetime) -> list[Document]:
-        """Due items not leased by anyone, now leased to this caller."""
-        due = self.collection.find(
-            {"next_attempt_at": {"$lte": now}, "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}]},
-            {"_id": 1},
-        ).limit(self._batch_size)
-        ids = [doc["_id"] async for doc in due]
-        if not ids:
-            return []
-        token = uuid.uuid4().hex
-        await self.collection.update_many(
-            {"_id": {"$in": ids}, "$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}]},
-            {"$set": {"lease_until": now + self._lease, "claim": token}},
-        )
-        return [doc async for doc in self.collection.find({"claim": token})]
-
-    async def retry_at(self, item_id: str, at: datetime, **fields: Any) -> None:
-        await self.collection.update_one(
-            {"_id": item_id}, {"$set": {"next_attempt_at": at, "lease_until": None, **fields}}
-        )
-
-    async def done(self, item_ids: list[str]) -> None:
-        if item_ids:
-            await self.collection.delete_many({"_id": {"$in": item_ids}})
