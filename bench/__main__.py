@@ -9,7 +9,7 @@ import time
 
 import uvloop
 
-ORDER = ["kit", "catalog", "orders", "payments", "notifications", "gateway"]
+ORDER = ["store", "kit", "catalog", "orders", "payments", "notifications", "gateway"]
 # Run only when named: they need something the default run does not set up.
 ON_REQUEST = ["seeded_checkout"]
 
