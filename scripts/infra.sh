@@ -21,6 +21,7 @@ MONGODB_URL="${MONGODB_URL:-mongodb://127.0.0.1:27017/}"
 
 FERRET_VERSION="v1.24.2"
 FERRET_BIN="$CACHE/bin/ferretdb"
+FERRET_PATCHES="$REPO/scripts/ferretdb"   # *.patch applied in name order (see its README.md)
 START_TIMEOUT="${INFRA_START_TIMEOUT:-90}"
 
 log() { printf '%s\n' "$*"; }
@@ -251,11 +252,40 @@ rmq_stop() {
 
 # --- MongoDB wire (mongod or FerretDB) ---------------------------------------------------
 
+# Hash of the patch files (names and contents), stored next to the binary as $FERRET_BIN.patches:
+# the binary is rebuilt when the patches change, and only then.
+ferret_patches_hash() {
+    local f
+    for f in "$FERRET_PATCHES"/*.patch; do
+        [[ -e "$f" ]] || continue
+        printf '%s\n' "${f##*/}"; cat "$f"
+    done | sha256sum | cut -d' ' -f1
+}
+
 # (capture first: `| grep -q` + pipefail can fail on SIGPIPE when grep exits early)
 ferret_ok() {
     [[ -x "$FERRET_BIN" ]] || return 1
+    [[ "$(cat "$FERRET_BIN.patches" 2>/dev/null)" == "$(ferret_patches_hash)" ]] || return 1
     local v; v="$(cd /tmp && "$FERRET_BIN" --version 2>/dev/null)" || return 1
     [[ "$v" == *"version: $FERRET_VERSION"* ]]
+}
+
+# Apply scripts/ferretdb/*.patch to the source copy in $1 (fails on any rejected hunk, no fuzz).
+# `patch` if installed, else `git apply` (a fresh Debian may lack `patch`; a clone has git).
+# GIT_CEILING_DIRECTORIES keeps git from taking our own repo (above .cache/src) for the target.
+ferret_patch() { # srcdir buildlog
+    local f
+    for f in "$FERRET_PATCHES"/*.patch; do
+        [[ -e "$f" ]] || continue
+        log "MongoDB: applying ${f#"$REPO/"}"
+        if command -v patch >/dev/null; then
+            patch -p1 --forward --batch --fuzz=0 -d "$1" <"$f" >>"$2" 2>&1
+        elif command -v git >/dev/null; then
+            (cd "$1" && GIT_CEILING_DIRECTORIES="$(dirname "$1")" git apply -p1 "$f") >>"$2" 2>&1
+        else
+            die "neither patch nor git found to apply ${f#"$REPO/"} (Debian: apt-get install patch)"
+        fi || { show_log_tail "$2"; die "applying ${f#"$REPO/"} to FerretDB $FERRET_VERSION failed"; }
+    done
 }
 
 # `go install github.com/FerretDB/FerretDB/cmd/ferretdb@v1.24.2` compiles, but the binary panics
@@ -265,7 +295,7 @@ ferret_build() {
     ferret_ok && return 0
     local go; go="$(command -v go || echo /usr/local/go/bin/go)"
     [[ -x "$go" ]] || die "neither mongod nor Go found: install mongod, or Go >= 1.22 to build FerretDB"
-    log "MongoDB: building FerretDB $FERRET_VERSION (one-time, ~3 min cold, seconds with a warm Go cache; log ${STATE#"$REPO/"}/ferretdb-build.log)…"
+    log "MongoDB: building FerretDB $FERRET_VERSION with ${FERRET_PATCHES#"$REPO/"}/*.patch (one-time, ~3 min cold, seconds with a warm Go cache; log ${STATE#"$REPO/"}/ferretdb-build.log)…"
     local t0=$SECONDS blog="$STATE/ferretdb-build.log" src="$CACHE/src/FerretDB-$FERRET_VERSION" dir
     export GOWORK=off GOFLAGS=-buildvcs=false CGO_ENABLED=0   # pure-Go SQLite; ignore our repo's git
     dir="$("$go" mod download -json "github.com/FerretDB/FerretDB@$FERRET_VERSION" 2>>"$blog" \
@@ -274,9 +304,11 @@ ferret_build() {
     rm -rf "$src"; mkdir -p "$(dirname "$src")" "$CACHE/bin"
     cp -r "$dir" "$src"; chmod -R u+w "$src"
     echo "$FERRET_VERSION" >"$src/build/version/version.txt"
+    ferret_patch "$src" "$blog"
     (cd "$src" && "$go" build -trimpath -o "$FERRET_BIN.tmp" ./cmd/ferretdb) >>"$blog" 2>&1 \
         || { show_log_tail "$blog"; die "building FerretDB failed"; }
     mv "$FERRET_BIN.tmp" "$FERRET_BIN"
+    ferret_patches_hash >"$FERRET_BIN.patches"
     rm -rf "$src"; rmdir "$CACHE/src" 2>/dev/null || true   # source copy only needed to build
     ferret_ok || die "built $FERRET_BIN but it does not report $FERRET_VERSION"
     log "MongoDB: FerretDB built in $((SECONDS - t0))s"
