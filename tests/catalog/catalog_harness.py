@@ -10,10 +10,11 @@ from typing import Any
 import aiohttp
 import pytest
 from pymongo import AsyncMongoClient
-from support import bearer, serve, service_settings, token
+from support import bearer, serve, service_settings, token, wait_until
 
 from bejo_catalog.api import SERVICE
 from bejo_catalog.app import build
+from bejo_catalog.repository import FEED_PENDING
 from bejo_catalog.service import CatalogService
 from bejo_catalog.settings import CatalogSettings
 from bejo_contracts.topology import QueueSpec
@@ -86,14 +87,30 @@ class Catalog:
         return dict(body)
 
 
+async def fed(catalog: Catalog) -> int:
+    """Wait until every change is on the feed and this replica's search model applied it; the head."""
+    store = catalog.service.store
+
+    async def nothing_marked() -> bool:
+        for collection in (store.providers, store.products, store.promotions):
+            if await collection.find_one({FEED_PENDING: True}, {"_id": 1}) is not None:
+                return False
+        return True
+
+    await wait_until(nothing_marked)
+    head = await catalog.service.feed.head()
+    await wait_until(lambda: catalog.service.applied_seq >= head)
+    return head
+
+
 def catalog_settings(amqp_url: str, mongodb_url: str, unique: str, **overrides: Any) -> CatalogSettings:
     return service_settings(
         CatalogSettings,
         amqp_url=amqp_url,
         mongodb_url=mongodb_url,
         namespace=unique,
-        product_partitions=4,
         feed_tail_interval=0.05,
+        feed_sequence_interval=0.05,
         **overrides,
     )
 

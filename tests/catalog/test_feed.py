@@ -1,43 +1,23 @@
-"""The national e-catalog sync feed: order, resumption, pages, concurrent writers, recovery, and
-the same changes on the `catalog.sync` exchange."""
+"""The national e-catalog sync feed: order, resumption, racing sequencers, a writer that died
+after its write, and the same changes on the `catalog.sync` exchange."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import aiohttp
 import pytest
-from catalog_harness import ADMIN, Catalog, bind_event_sink, catalog_settings, penyedia
-from pymongo import AsyncMongoClient
-from support import serve, wait_until
+from catalog_harness import ADMIN, Catalog, fed, penyedia
+from support import wait_until
 
-from bejo_catalog.api import SERVICE
-from bejo_catalog.app import build
-from bejo_catalog.feed import Change, Feed
+from bejo_catalog.feed import Feed, Sequencer
+from bejo_catalog.repository import FEED_PENDING, fed_document
+from bejo_catalog.repository import fed as marked
 from bejo_contracts.topology import CATALOG_SYNC_EXCHANGE, QueueSpec
 from bejo_kit.bus import Bus, IncomingEvent
 
 pytestmark = pytest.mark.integration
-
-PAGE = 4
-
-
-@pytest.fixture
-async def paged_catalog(
-    amqp_url: str, mongodb_url: str, unique: str, mongo_client: AsyncMongoClient[dict[str, object]]
-) -> AsyncIterator[Catalog]:
-    """A catalog whose feed pages hold 4 changes, so a few changes exercise the page documents."""
-    settings = catalog_settings(amqp_url, mongodb_url, unique, feed_page_size=PAGE)
-    await bind_event_sink(settings, unique)
-    app = build(settings)
-    try:
-        async with serve(app) as base, aiohttp.ClientSession(base_url=base) as http:
-            yield Catalog(http, app[SERVICE], settings)
-    finally:
-        await mongo_client.drop_database(settings.database_name)
 
 
 async def read_feed(catalog: Catalog, after: str | None, limit: int, pages: int | None = None) -> tuple[list[Any], str]:
@@ -66,10 +46,10 @@ def replay(items: list[Any]) -> dict[tuple[str, str], dict[str, Any] | None]:
     return state
 
 
-async def test_full_sync_then_resume_after_an_interrupted_sync(paged_catalog: Catalog) -> None:
-    catalog = paged_catalog
+async def test_full_sync_then_resume_after_an_interrupted_sync(catalog: Catalog) -> None:
     await catalog.provider("prv-a")  # registered (pending: a delete), then verified (an upsert)
     products = [await catalog.product("prv-a", name=f"Beras Premium {i} kg", price=10000 + i) for i in range(5)]
+    assert await fed(catalog) >= 6  # the provider and its 5 products at least
 
     # A consumer syncs two small pages, then "crashes", keeping only its last cursor.
     first, saved_cursor = await read_feed(catalog, None, limit=3, pages=2)
@@ -82,6 +62,7 @@ async def test_full_sync_then_resume_after_an_interrupted_sync(paged_catalog: Ca
     await catalog.call("DELETE", f"/api/v1/products/{products[1]['id']}", headers=penyedia("prv-a"))
     await catalog.provider("prv-b")
     gula = await catalog.product("prv-b", name="Gula Pasir 1 kg")
+    await fed(catalog)
 
     rest, cursor = await read_feed(catalog, saved_cursor, limit=3)
     items = first + rest
@@ -90,18 +71,10 @@ async def test_full_sync_then_resume_after_an_interrupted_sync(paged_catalog: Ca
     # Following from the last cursor: nothing new yet, then exactly the next change.
     assert (await read_feed(catalog, cursor, limit=3))[0] == []
     await catalog.call("PATCH", f"/api/v1/products/{products[2]['id']}", json={"stock": 9}, headers=penyedia("prv-a"))
+    assert await fed(catalog) == len(items) + 1
     (latest,), _ = await read_feed(catalog, cursor, limit=3, pages=1)
     assert latest["seq"] == len(items) + 1 and latest["document"]["stock"] == 9
-
-    # Full pages are stored as page documents once the feed tailer saw them complete.
-    await wait_until(lambda: catalog.service.applied_seq >= latest["seq"])
-    pages = catalog.service.store.feed_pages
-
-    async def all_full_pages_written() -> bool:
-        return await pages.count_documents({}) == latest["seq"] // PAGE
-
-    await wait_until(all_full_pages_written)
-    # Reading through the page documents gives the same items as the entries did.
+    # Reading again from the start, in other page sizes, gives the same items.
     assert (await read_feed(catalog, None, limit=7))[0] == [*items, latest]
 
     # The replica's copy equals what the public API says.
@@ -113,6 +86,7 @@ async def test_full_sync_then_resume_after_an_interrupted_sync(paged_catalog: Ca
     assert {p["id"] for p in public} == {k[1] for k, v in synced.items() if k[0] == "product" and v is not None}
     # Suspension deletes the provider and its products from the public catalog.
     await catalog.call("POST", "/api/v1/providers/prv-b/suspend", json={"reason": "izin dicabut"}, headers=ADMIN)
+    await fed(catalog)
     after_suspension = replay([*items, latest, *(await read_feed(catalog, cursor, limit=50))[0]])
     assert after_suspension[("provider", "prv-b")] is None
     assert synced[("product", gula["id"])] is not None and after_suspension[("product", gula["id"])] is None
@@ -126,32 +100,47 @@ async def test_malformed_feed_cursor_is_rejected(catalog: Catalog) -> None:
     assert status == 422 and problem["errors"][0]["field"] == "limit"
 
 
-async def test_concurrent_writers_get_distinct_gapless_numbers(catalog: Catalog) -> None:
-    """Two Feed instances stand for two replicas appending at the same time."""
+async def test_racing_sequencers_write_every_change_once_per_number_without_holes(catalog: Catalog) -> None:
+    """Two more sequencers whose leases lapse at once stand for replicas that both believe they
+    hold the lease (a stalled holder waking up): the numbers stay 1..head, and every change is fed."""
     store = catalog.service.store
-    replicas = [catalog.service.feed, Feed(store)]
+    racers = [Sequencer(store, Feed(store), lease=timedelta(0)) for _ in range(2)]
+    ids = [f"x-{n:02d}" for n in range(24)]
 
-    async def write(feed: Feed, n: int) -> list[int]:
-        return await feed.append([Change("provider", f"x-{n}", 1, {"status": "pending"})])
+    async def write(n: int) -> None:
+        provider_id = ids[n]
+        doc = {"_id": provider_id, "name": provider_id, "pkp": False, "pemda_code": "35", "status": "pending"}
+        await store.providers.insert_one(fed_document({**doc, "version": 1}))
+        await store.providers.update_one(
+            {"_id": provider_id}, marked({"$set": {"status": "verified"}, "$inc": {"version": 1}})
+        )
 
-    results = await asyncio.gather(*(write(replicas[n % 2], n) for n in range(24)))
-    seqs = sorted(s for r in results for s in r)
-    assert seqs == list(range(1, 25))
-    assert await Feed(store).find_head() == 24
+    async def sequence(racer: Sequencer) -> None:
+        for _ in range(40):
+            await racer.run_once()
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(write(n) for n in range(24)), *(sequence(r) for r in racers))
+    head = await fed(catalog)
+    entries = await catalog.service.feed.read(0, 1000)
+    assert [e["seq"] for e in entries] == list(range(1, head + 1))
+    last = {e["id"]: e for e in entries}
+    assert all(last[i]["version"] == 2 and last[i]["document"]["status"] == "verified" for i in ids)
 
 
-async def test_a_change_whose_feed_entry_was_lost_is_recovered(catalog: Catalog) -> None:
+async def test_a_change_whose_writer_died_after_its_write_is_fed(catalog: Catalog) -> None:
     await catalog.provider("prv-a")
     product = await catalog.product("prv-a", stock=4)
-    service = catalog.service
-    head = await service.feed.find_head()
-    # The writer died after its state write and before its feed append.
-    await service.feed.intend([("product", product["id"])])
-    await service.store.products.update_one(product["id"], {"$set": {"stock": 40}, "$inc": {"version": 1}})
-    assert await service.recover_intents(timedelta(0)) == 1
-    (entry,) = await service.feed.read(head, 10)
+    head = await fed(catalog)
+    # Another replica wrote (and marked) the product, then died: its sequencer never ran.
+    store = catalog.service.store
+    await store.products.update_one({"_id": product["id"]}, marked({"$set": {"stock": 40}, "$inc": {"version": 1}}))
+    assert await fed(catalog) == head + 1
+    (entry,) = await catalog.service.feed.read(head, 10)
     assert entry["id"] == product["id"] and entry["document"]["stock"] == 40 and entry["version"] == 2
-    assert await service.store.feed_pending.count_documents({}) == 0
+    assert await store.products.count_documents({FEED_PENDING: True}) == 0
+    # The search model of this replica applied it from the feed.
+    assert catalog.service.index.products[product["id"]].doc["stock"] == 40
 
 
 async def test_changes_are_published_to_the_catalog_sync_exchange(catalog: Catalog, unique: str) -> None:
@@ -169,6 +158,7 @@ async def test_changes_are_published_to_the_catalog_sync_exchange(catalog: Catal
     try:
         await catalog.provider("prv-a")
         await catalog.product("prv-a", name="Kursi Lipat Chitose")
+        await fed(catalog)
         feed, _ = await read_feed(catalog, None, limit=100)
         await wait_until(lambda: len({r["seq"] for r in received}) >= len(feed))
     finally:

@@ -210,7 +210,7 @@ async def test_interrupted_reservation_resumes_without_double_taking(catalog: Ca
     await store.reservations.insert_one(
         {"_id": "ord-crash", "state": "reserving", "provider_id": "prv-a", "lines": [], "created_at": datetime.now(UTC)}
     )
-    await store.products.update_one(first["id"], {"$inc": {"stock": -2}, "$push": {"holds": "ord-crash"}})
+    await store.products.update_one({"_id": first["id"]}, {"$inc": {"stock": -2}, "$push": {"holds": "ord-crash"}})
     lines = [RequestedLine(first["id"], 2), RequestedLine(second["id"], 3)]
     assert await catalog.service.reserve("ord-crash", "prv-a", lines) == "reserved"
     assert (await stock_of(catalog, first["id"]), await stock_of(catalog, second["id"])) == (3, 2)

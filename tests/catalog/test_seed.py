@@ -51,7 +51,7 @@ async def count_messages(amqp_url: str, queue_name: str) -> int:
 async def test_seed_then_serve(
     amqp_url: str, mongodb_url: str, unique: str, mongo_client: AsyncMongoClient[dict[str, object]]
 ) -> None:
-    settings = catalog_settings(amqp_url, mongodb_url, unique, feed_page_size=50)
+    settings = catalog_settings(amqp_url, mongodb_url, unique)
     lines: list[str] = []
     # Stand in for the orders service's product queue, to count the seed's announcements.
     announced = QueueSpec(f"announced.{unique}", (ProductUpserted.TYPE,))

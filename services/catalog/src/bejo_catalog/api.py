@@ -452,7 +452,7 @@ async def list_providers(req: ApiRequest[None, ProviderListQuery]) -> dict[str, 
     after = position.get("after") if position else None
     if position is not None and not isinstance(after, str):
         raise ValidationProblem.field("cursor", "malformed cursor; pass back the next_cursor of a previous page")
-    page, last = _service(req).list_providers(
+    page, last = await _service(req).list_providers(
         req.principal, req.query.pemda_code, req.query.status, after, req.query.limit
     )
     return {"items": [provider_out(p) for p in page], "next_cursor": encode_cursor({"after": last}) if last else None}

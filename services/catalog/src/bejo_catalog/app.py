@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from aiohttp import web
@@ -11,8 +10,8 @@ from bejo_kit.mongo import utcnow
 from bejo_kit.runtime import Runtime, run_service
 
 from . import api, consumers
-from .feed import Feed, SyncPublisher
-from .repository import CatalogStore, outbox_collections
+from .feed import Feed, Sequencer, SyncPublisher
+from .repository import INDEXES, OUTBOX_COLLECTIONS, CatalogStore
 from .search import CatalogIndex
 from .service import CatalogService
 from .settings import CatalogSettings
@@ -25,23 +24,20 @@ DESCRIPTION = (
 
 def build(settings: CatalogSettings | None = None) -> web.Application:
     settings = settings or CatalogSettings()
-    runtime = Runtime(settings, outbox_collections=outbox_collections(settings.product_partitions))
-    store = CatalogStore(runtime.db, settings.product_partitions)
-    assert store.event_collections == outbox_collections(settings.product_partitions)
-    feed = Feed(store, settings.feed_page_size)
-    service = CatalogService(store, feed, CatalogIndex(), runtime.bus, runtime.outbox)
+    runtime = Runtime(settings, outbox_collections=OUTBOX_COLLECTIONS, indexes=INDEXES)
+    store = CatalogStore(runtime.db)
+    feed = Feed(store)
+    sequencer = Sequencer(
+        store, feed, lease=timedelta(seconds=settings.feed_lease_seconds), interval=settings.feed_sequence_interval
+    )
+    service = CatalogService(store, feed, CatalogIndex(), runtime.bus, runtime.outbox, sequencer.wake)
 
     async def load() -> None:
         await service.load(utcnow())
 
-    async def recover_intents() -> None:
-        while True:
-            await service.recover_intents(timedelta(seconds=settings.feed_recovery_after))
-            await asyncio.sleep(settings.feed_recovery_interval)
-
     runtime.on_start(load)
+    runtime.add_loop("feed-sequencer", sequencer.run)
     runtime.add_loop("feed-tail", lambda: service.tail_forever(settings.feed_tail_interval))
-    runtime.add_loop("feed-recovery", recover_intents)
     if settings.sync_publish:
         runtime.add_loop("catalog-sync", SyncPublisher(store, feed, runtime.bus).run)
     consumers.register(runtime.bus, service)

@@ -158,6 +158,25 @@ def applicable(promotion: dict[str, Any], product_id: str, provider_id: str) -> 
     return promotion["scope"] == "provider" or product_id in promotion["product_ids"]
 
 
+def terms_of(promotion: dict[str, Any]) -> PromotionTerms:
+    return PromotionTerms(
+        promotion_id=promotion["_id"],
+        name=promotion["name"],
+        discount_kind=promotion["discount_kind"],
+        discount_value=promotion["discount_value"],
+        free_shipping=promotion["free_shipping"],
+        starts_at=promotion["starts_at"],
+        ends_at=promotion["ends_at"],
+    )
+
+
+def terms_for(
+    promotions: Iterable[dict[str, Any]], product_id: str, provider_id: str, now: datetime
+) -> list[PromotionTerms]:
+    """The terms of the stored promotions that cover a product and have not ended."""
+    return [terms_of(p) for p in promotions if p["ends_at"] > now and applicable(p, product_id, provider_id)]
+
+
 def snapshot(product: dict[str, Any], provider: dict[str, Any], promotions: list[PromotionTerms]) -> ProductSnapshot:
     return ProductSnapshot(
         product_id=product["_id"],

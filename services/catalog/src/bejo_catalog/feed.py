@@ -1,16 +1,20 @@
-"""The change feed: every change to a product or provider gets the next sequence number.
+"""The change feed for national e-catalog sync: every change to a provider or product, numbered
+1, 2, 3, … with no holes, so a reader resumes from the last number it applied and misses nothing.
 
-Storage, shaped by FerretDB (only `{_id: x}` look-ups are fast, inserts are cheap, updates scan):
-- `feed_entries`: one document per change, `_id` = the zero-padded sequence number. A writer
-  claims number n by inserting `_id` n; a duplicate key means another writer (another replica)
-  took it, so it tries n+1. An insert is atomic, so two changes never share a number, and a writer
-  only tries n+1 after n exists, so the numbers have no holes.
-- `feed_pages`: when the entries of a page (1000 by default) all exist, any replica inserts them as one page
-  document (`_id` = zero-padded page number; identical content, so a duplicate insert is harmless).
-  A full sync reads one document per page instead of one per change.
-- `feed_pending`: an intent record written before a state change and deleted after its feed entry
-  is written. If a process dies in between, a sweep re-appends the current state of what the
-  record names (an extra upsert of the same state, never a lost change).
+Why one sequencer instead of a counter. Numbers taken from a `$inc` counter are allocated before
+their entries are written, so a reader could pass a number whose entry is still on its way (or
+whose writer died) and skip it for good. Here numbers are assigned only when entries are written:
+- a use case marks the document it writes (`feed_pending`, `feed_rev`) in the same single-document
+  write as the state and its events, so no change is lost between its write and its entry;
+- one replica at a time, holding the `sequencer` lease, reads the marked documents and writes
+  their current public documents as entries `_id` = head+1, head+2, … in one ordered insert, then
+  unmarks each document unless it changed meanwhile (`feed_rev`). A provider's entry brings
+  entries for its products (their `orderable` follows it); a new promotion brings entries for the
+  products it covers. Rapid changes to one object may share one entry (the latest state);
+- the unique `_id` is the arbiter: entry n+1 is only inserted once n exists, so the entries are
+  always 1..head. A replica that lost its lease without knowing it fails on a taken number and
+  stops; a crash between the entries and the unmarking feeds the same state again (an extra
+  upsert, never a lost change).
 """
 
 from __future__ import annotations
@@ -18,41 +22,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-import zlib
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-import orjson
-from pymongo.errors import DuplicateKeyError
+from pymongo import ReturnDocument, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from bejo_contracts.catalog import CatalogChange, CatalogProductChanged, CatalogProviderChanged
+from bejo_contracts.pricing import PromotionTerms
 from bejo_contracts.topology import CATALOG_SYNC_EXCHANGE
 from bejo_kit.bus import Bus
-from bejo_kit.inbox import is_duplicate_key
+from bejo_kit.inbox import INBOX, is_duplicate_key
 from bejo_kit.logging import get_logger
 from bejo_kit.mongo import Document, utcnow
+from bejo_kit.outbox import WITHOUT_OUTBOX
 
-from .repository import CatalogStore
+from . import domain
+from .repository import (
+    FEED_PENDING,
+    FEED_REV,
+    HOLDS,
+    PRODUCTS,
+    PROMOTIONS,
+    PROVIDERS,
+    CatalogStore,
+    clean,
+    public_provider,
+)
 
 log = get_logger(__name__)
 
-# A page is stored as one compressed blob (~100 kB for 1000 changes): FerretDB reads a blob far
-# faster than as many nested documents, and a full sync costs one look-up per page.
-PAGE_SIZE = 1000
-PAGE_CACHE = 64  # decoded pages kept per replica (pages never change)
 Kind = Literal["product", "provider"]
-SYNC_PUBLISHER = "sync-publisher"
-
-
-def entry_id(seq: int) -> str:
-    return f"{seq:012d}"
-
-
-def page_id(page: int) -> str:
-    return f"{page:08d}"
+SEQUENCER, SYNC_PUBLISHER = "sequencer", "sync-publisher"
 
 
 @dataclass(frozen=True)
@@ -63,26 +67,43 @@ class Change:
     document: dict[str, Any]  # the object's public document, with its status fields
 
 
-def page_document(page: int, entries: list[Document]) -> Document:
-    """A full page as stored: its entries as one zlib-compressed JSON blob."""
-    items = [{k: v for k, v in e.items() if k != "_id"} for e in entries]
-    return {"_id": page_id(page), "count": len(items), "z": zlib.compress(orjson.dumps(items), 1)}
+def product_document(product: Document, provider: Document, promotions: list[PromotionTerms]) -> dict[str, Any]:
+    """The public document of a product, as the feed carries it (readers compute the effective
+    price from `promotions`, because it depends on the time of reading)."""
+    state = {k: v for k, v in clean(product).items() if k != "_id"}
+    return {
+        "id": product["_id"],
+        **state,
+        "provider_name": provider["name"],
+        "provider_pkp": provider["pkp"],
+        "provider_pemda_code": provider["pemda_code"],
+        "provider_status": provider["status"],
+        "orderable": domain.is_orderable(product["status"], provider["status"]),
+        "promotions": [t.model_dump() for t in promotions],
+    }
 
 
-def _time(value: Any) -> Any:
-    return datetime.fromisoformat(value) if isinstance(value, str) else value
+def state_from_document(document: dict[str, Any]) -> tuple[Document, list[PromotionTerms]]:
+    """Inverse of `product_document`, for the read model."""
+    derived = {"provider_name", "provider_pkp", "provider_pemda_code", "provider_status", "orderable", "promotions"}
+    state = {k: v for k, v in document.items() if k not in derived and k != "id"}
+    state["_id"] = document["id"]
+    return state, [PromotionTerms.model_validate(p) for p in document.get("promotions", [])]
 
 
-def revive(item: Document) -> Document:
-    """Restore the datetimes that JSON turned into strings, so page items equal stored entries."""
-    item["at"] = _time(item["at"])
-    document = item["document"]
-    for key in ("created_at", "updated_at"):
-        if key in document:
-            document[key] = _time(document[key])
-    for terms in document.get("promotions") or []:
-        terms["starts_at"], terms["ends_at"] = _time(terms["starts_at"]), _time(terms["ends_at"])
-    return item
+def provider_from_document(document: dict[str, Any]) -> Document:
+    return {"_id": document["id"], **{k: v for k, v in document.items() if k != "id"}}
+
+
+def entry_document(seq: int, change: Change, at: datetime) -> Document:
+    return {
+        "_id": seq,
+        "kind": change.kind,
+        "id": change.id,
+        "version": change.version,
+        "document": change.document,
+        "at": at,
+    }
 
 
 def is_public(kind: str, document: dict[str, Any]) -> bool:
@@ -106,9 +127,8 @@ def render(entry: Document) -> dict[str, Any]:
 
 
 def as_event(entry: Document) -> CatalogChange:
-    item = render(entry)
     model = CatalogProductChanged if entry["kind"] == "product" else CatalogProviderChanged
-    return model.model_validate(_jsonable(item))
+    return model.model_validate(_jsonable(render(entry)))
 
 
 def _jsonable(value: Any) -> Any:
@@ -121,176 +141,173 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+class Lease:
+    """A named lease in `feed_state`: at most one live replica holds it; it lapses if not renewed."""
+
+    def __init__(self, state: AsyncCollection[Document], name: str, duration: timedelta) -> None:
+        self._state = state
+        self._name = name
+        self._duration = duration
+        self.owner = uuid.uuid4().hex
+
+    async def claim(self) -> Document | None:
+        """Take or renew the lease; the lease document if this replica holds it now, else None."""
+        now = utcnow()
+        try:
+            doc: Document | None = await self._state.find_one_and_update(
+                {"_id": self._name, "$or": [{"lease_until": {"$lt": now}}, {"owner": self.owner}]},
+                {"$set": {"owner": self.owner, "lease_until": now + self._duration}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:  # held by another replica: the upsert met its document
+            return None
+        return doc
+
+
 class Feed:
-    def __init__(self, store: CatalogStore, page_size: int = PAGE_SIZE) -> None:
-        self._store = store
-        self.page_size = page_size
-        self._append_lock = asyncio.Lock()
-        self._head: int | None = None
-        # Recent entries by seq: serves the tail of the feed and page compaction without reads.
-        self._recent: dict[int, Document] = {}
-        self._pages: OrderedDict[int, list[Document]] = OrderedDict()
+    def __init__(self, store: CatalogStore) -> None:
+        self._entries = store.feed
 
-    # -- writing --------------------------------------------------------------------------
-
-    async def intend(self, refs: list[tuple[Kind, str]]) -> str:
-        """Record that these objects are about to change; returns the record id for `append`."""
-        intent_id = uuid.uuid4().hex
-        # FerretDB stores no nested arrays: one sub-document per object.
-        refs_doc = [{"kind": kind, "id": object_id} for kind, object_id in refs]
-        await self._store.feed_pending.insert_one({"_id": intent_id, "refs": refs_doc, "at": utcnow()})
-        return intent_id
-
-    async def append(self, changes: list[Change], intent_id: str | None = None) -> list[int]:
-        """Give each change the next sequence number, in order; then drop the intent record."""
-        seqs = []
-        async with self._append_lock:
-            if self._head is None:
-                self._head = await self.find_head()
-            for change in changes:
-                seq = self._head + 1
-                while True:
-                    entry = {
-                        "_id": entry_id(seq),
-                        "seq": seq,
-                        "kind": change.kind,
-                        "id": change.id,
-                        "version": change.version,
-                        "document": change.document,
-                        "at": utcnow(),
-                    }
-                    try:
-                        await self._store.feed_entries.insert_one(entry)
-                    except DuplicateKeyError:
-                        seq += 1  # another replica took it
-                        continue
-                    break
-                self._head = seq
-                self.remember(entry)
-                seqs.append(seq)
-        if intent_id is not None:
-            await self._store.feed_pending.delete_one({"_id": intent_id})
-        return seqs
-
-    def remember(self, entry: Document) -> None:
-        self._recent[entry["seq"]] = entry
-        if self._head is None or entry["seq"] > self._head:
-            self._head = entry["seq"]
-        if len(self._recent) > 3 * self.page_size:
-            floor = max(self._recent) - 2 * self.page_size
-            for seq in [s for s in self._recent if s <= floor]:
-                del self._recent[seq]
-
-    async def stale_intents(self, older_than: timedelta) -> list[Document]:
-        cutoff = utcnow() - older_than
-        pending = await self._store.feed_pending.find({}).to_list()
-        return [p for p in pending if p["at"] < cutoff]
-
-    async def drop_intent(self, intent_id: str) -> None:
-        await self._store.feed_pending.delete_one({"_id": intent_id})
-
-    # -- reading --------------------------------------------------------------------------
-
-    def page_of(self, seq: int) -> int:
-        """Page k holds sequence numbers k*size+1 … (k+1)*size."""
-        return (seq - 1) // self.page_size
-
-    async def _exists(self, seq: int) -> bool:
-        if seq in self._recent:
-            return True
-        return await self._store.feed_entries.find_one({"_id": entry_id(seq)}, {"_id": 1}) is not None
-
-    async def find_head(self) -> int:
-        """The highest sequence number written (0 for an empty feed). Complete pages first, then
-        an exponential and binary search over entry `_id` look-ups past them; valid because the
-        numbers have no holes."""
-        known = (await self.first_missing_page()) * self.page_size  # every seq up to here exists
-        if not await self._exists(known + 1):
-            return known
-        low, step = known + 1, 1
-        while await self._exists(low + step):
-            low, step = low + step, step * 2
-        high = low + step  # low exists, high does not
-        while high - low > 1:
-            middle = (low + high) // 2
-            if await self._exists(middle):
-                low = middle
-            else:
-                high = middle
-        return low
+    async def head(self) -> int:
+        """The highest sequence number written (0 for an empty feed)."""
+        last = await self._entries.find({}, {"_id": 1}).sort("_id", -1).limit(1).to_list()
+        return int(last[0]["_id"]) if last else 0
 
     async def read(self, after: int, limit: int) -> list[Document]:
-        """Entries after `after`, in order, at most `limit`; stops at the first number not yet written."""
-        out: list[Document] = []
-        seq = after + 1
-        while len(out) < limit:
-            cached = self._recent.get(seq)
-            if cached is not None:
-                out.append(cached)
-                seq += 1
-                continue
-            page = await self._page(self.page_of(seq))
-            if page is not None:
-                offset = seq - 1 - self.page_of(seq) * self.page_size
-                taken = page[offset : offset + limit - len(out)]
-                out.extend(taken)
-                seq += len(taken)
-                continue
-            entry = await self._store.feed_entries.find_one({"_id": entry_id(seq)})
-            if entry is None:
+        """Entries after `after`, in order, at most `limit`."""
+        # A caught-up reader (most polls) costs one `_id` look-up.
+        if await self._entries.find_one({"_id": after + 1}, {"_id": 1}) is None:
+            return []
+        docs = await self._entries.find({"_id": {"$gt": after}}).sort("_id", 1).limit(limit).to_list()
+        entries = []
+        for expected, doc in enumerate(docs, start=after + 1):
+            if doc["_id"] != expected:  # never expected (see the module docstring); never skip past one
                 break
-            out.append(entry)
-            seq += 1
-        return out
+            entries.append({"seq": doc.pop("_id"), **doc})
+        return entries
 
-    async def first_missing_page(self) -> int:
-        """Pages are written in order, so the first missing one is found by binary search."""
-        if await self._store.feed_pages.find_one({"_id": page_id(0)}, {"_id": 1}) is None:
+
+class Sequencer:
+    """Writes the feed entries of marked documents; runs on every replica, acts under the lease."""
+
+    def __init__(
+        self,
+        store: CatalogStore,
+        feed: Feed,
+        *,
+        lease: timedelta = timedelta(seconds=10),
+        interval: float = 0.2,
+        batch: int = 500,
+    ) -> None:
+        self._store = store
+        self._feed = feed
+        self._lease = Lease(store.feed_state, SEQUENCER, lease)
+        self._interval = interval
+        self._batch = batch
+        self._head: int | None = None
+        self._wakeup = asyncio.Event()
+
+    def wake(self) -> None:
+        """A write on this replica marked a document: sequence it now rather than at the next poll."""
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                written = await self.run_once()
+            except Exception as exc:  # noqa: BLE001 - keep sequencing after a database blip
+                log.warning("feed sequencing failed", error=str(exc))
+                self._head = None
+                written = 0
+                await asyncio.sleep(1.0)
+            if written == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self._interval)
+                self._wakeup.clear()
+
+    async def run_once(self) -> int:
+        """One pass if this replica holds the lease; returns how many entries it wrote."""
+        if await self._lease.claim() is None:
+            self._head = None  # another replica writes entries meanwhile
             return 0
-        low, high = 0, 1
-        while await self._store.feed_pages.find_one({"_id": page_id(high)}, {"_id": 1}) is not None:
-            low, high = high, high * 2
-        while high - low > 1:
-            middle = (low + high) // 2
-            if await self._store.feed_pages.find_one({"_id": page_id(middle)}, {"_id": 1}) is not None:
-                low = middle
+        marked = {
+            name: await self._store.db[name]
+            .find({FEED_PENDING: True}, {**WITHOUT_OUTBOX, INBOX: 0, HOLDS: 0})
+            .limit(self._batch)
+            .to_list()
+            for name in (PROVIDERS, PROMOTIONS, PRODUCTS)
+        }
+        if not any(marked.values()):
+            return 0
+        changes = await self._changes(marked[PROVIDERS], marked[PROMOTIONS], marked[PRODUCTS])
+        if not await self._append(changes):
+            return 0
+        for name, docs in marked.items():
+            if docs:
+                await self._store.db[name].bulk_write(
+                    [UpdateOne({"_id": d["_id"], FEED_REV: d[FEED_REV]}, {"$unset": {FEED_PENDING: ""}}) for d in docs],
+                    ordered=False,
+                )
+        return len(changes)
+
+    async def _changes(
+        self, providers: list[Document], promotions: list[Document], products: list[Document]
+    ) -> list[Change]:
+        """Current public documents of the marked objects and of the products they affect."""
+        store = self._store
+        provider_of = {p["_id"]: p for p in providers}
+        affected: dict[str, Document] = {}
+        for provider in providers:
+            affected.update((p["_id"], p) for p in await store.products_of(provider["_id"]))
+        for promotion in promotions:
+            if promotion["scope"] == "provider":
+                affected.update((p["_id"], p) for p in await store.products_of(promotion["provider_id"]))
             else:
-                high = middle
-        return high
+                affected.update(await store.products_by_id(promotion["product_ids"]))
+        affected.update((p["_id"], p) for p in products)  # read last: the freshest
+        changes = [Change("provider", p["_id"], p["version"], public_provider(p)) for p in providers]
+        promotions_of: dict[str, list[Document]] = {}
+        now = utcnow()
+        for product in affected.values():
+            provider_id = product["provider_id"]
+            if provider_id not in provider_of:
+                found = await store.provider(provider_id)
+                if found is None:
+                    continue
+                provider_of[provider_id] = found
+            provider = provider_of[provider_id]
+            if provider_id not in promotions_of:
+                promotions_of[provider_id] = await store.promotions_of(provider_id)
+            terms = domain.terms_for(promotions_of[provider_id], product["_id"], provider_id, now)
+            document = product_document(product, provider, terms)
+            changes.append(Change("product", product["_id"], product["version"], document))
+        return changes
 
-    async def compact(self, page: int) -> bool:
-        """Write page `page` if all of its entries exist. Returns whether the page now exists."""
-        first = page * self.page_size + 1
-        items = await self.read(first - 1, self.page_size)
-        if len(items) < self.page_size:
+    async def _append(self, changes: Iterable[Change]) -> bool:
+        """Write the entries after the head; False if another replica took those numbers."""
+        if self._head is None:
+            self._head = await self._feed.head()
+        at = utcnow()
+        entries = [entry_document(self._head + n, change, at) for n, change in enumerate(changes, start=1)]
+        try:
+            await self._store.feed.insert_many(entries, ordered=True)
+        except BulkWriteError as exc:
+            if not is_duplicate_key(exc):
+                raise
+            log.info("feed numbers taken by another replica; re-reading the head")
+            self._head = None
             return False
-        # A duplicate means another replica wrote the same (identical) page.
-        with contextlib.suppress(DuplicateKeyError):
-            await self._store.feed_pages.insert_one(page_document(page, items))
+        self._head += len(entries)
         return True
-
-    async def _page(self, page: int) -> list[Document] | None:
-        cached = self._pages.get(page)
-        if cached is not None:
-            self._pages.move_to_end(page)
-            return cached
-        stored = await self._store.feed_pages.find_one({"_id": page_id(page)})
-        if stored is None:
-            return None
-        items = [revive(item) for item in orjson.loads(zlib.decompress(stored["z"]))]
-        self._pages[page] = items
-        if len(self._pages) > PAGE_CACHE:
-            self._pages.popitem(last=False)
-        return items
 
 
 class SyncPublisher:
     """Publishes feed entries, in order, to the `catalog.sync` exchange.
 
-    One replica at a time holds a lease on the `sync-publisher` record and advances its
-    `published_seq` after the broker confirmed a batch. A crash republishes at most one batch
-    (consumers drop a `seq` already applied). On FerretDB the lease claim is not atomic across
-    connections, so two replicas may rarely both publish for a moment: duplicates, never gaps.
+    The replica holding the `sync-publisher` lease publishes the entries after `published_seq`
+    and advances it once the broker confirmed them. A crash republishes at most one batch
+    (consumers drop a `seq` already applied); a lapsed lease hands the work to another replica.
     """
 
     def __init__(
@@ -303,39 +320,26 @@ class SyncPublisher:
         lease: timedelta = timedelta(seconds=15),
         idle_seconds: float = 0.5,
     ) -> None:
-        self._store = store
+        self._state = store.feed_state
         self._feed = feed
         self._bus = bus
         self._batch = batch
-        self._lease = lease
+        self._lease = Lease(store.feed_state, SYNC_PUBLISHER, lease)
         self._idle = idle_seconds
-        self._owner = uuid.uuid4().hex
-
-    async def claim(self) -> bool:
-        now = utcnow()
-        state = self._store.feed_state
-        with contextlib.suppress(DuplicateKeyError):
-            await state.insert_one({"_id": SYNC_PUBLISHER, "published_seq": 0, "owner": None, "lease_until": now})
-        result = await state.update_one(
-            {"_id": SYNC_PUBLISHER, "$or": [{"lease_until": {"$lt": now}}, {"owner": self._owner}]},
-            {"$set": {"owner": self._owner, "lease_until": now + self._lease}},
-        )
-        return result.matched_count == 1
 
     async def publish_once(self) -> int:
         """Publish the next batch if this replica holds the lease; returns how many went out."""
-        if not await self.claim():
+        state = await self._lease.claim()
+        if state is None:
             return 0
-        state = await self._store.feed_state.find_one({"_id": SYNC_PUBLISHER})
-        after = int(state["published_seq"]) if state else 0
-        entries = await self._feed.read(after, self._batch)
+        entries = await self._feed.read(int(state.get("published_seq", 0)), self._batch)
         if not entries:
             return 0
-        envelopes = []
-        for entry in entries:
-            envelope = self._bus.envelope(as_event(entry))
+        envelopes = [
             # The id follows the sequence number, so a republished item carries the same id.
-            envelopes.append(envelope.model_copy(update={"id": f"catalog-sync-{entry['seq']}"}))
+            self._bus.envelope(as_event(e)).model_copy(update={"id": f"catalog-sync-{e['seq']}"})
+            for e in entries
+        ]
         errors = await self._bus.publish_many(envelopes, exchange=CATALOG_SYNC_EXCHANGE, mandatory=False)
         confirmed = 0
         for error in errors:
@@ -344,9 +348,9 @@ class SyncPublisher:
                 break
             confirmed += 1
         if confirmed:
-            await self._store.feed_state.update_one(
-                {"_id": SYNC_PUBLISHER, "owner": self._owner},
-                {"$set": {"published_seq": entries[confirmed - 1]["seq"]}},
+            await self._state.update_one(
+                {"_id": SYNC_PUBLISHER, "owner": self._lease.owner},
+                {"$max": {"published_seq": entries[confirmed - 1]["seq"]}},
             )
         return confirmed
 
@@ -355,11 +359,7 @@ class SyncPublisher:
             try:
                 sent = await self.publish_once()
             except Exception as exc:  # noqa: BLE001 - keep publishing after a broker or store blip
-                if not is_duplicate_key(exc):
-                    log.warning("catalog.sync pass failed", error=str(exc))
+                log.warning("catalog.sync pass failed", error=str(exc))
                 sent = 0
             if sent == 0:
                 await asyncio.sleep(self._idle)
-
-
-IntentHandler = Callable[[Document], Awaitable[None]]

@@ -1,9 +1,12 @@
 """In-memory read model of the catalog, one per replica: products, providers, their promotions,
 and an inverted index for keyword search.
 
-FerretDB has no text index and scans a collection for any filter but `_id`, so search never goes
-to the store. The model is loaded at start-up and kept current by the replica's own writes and by
-tailing the change feed (which carries other replicas' writes), so replicas converge.
+Why in memory: search needs Indonesian-aware tokens (reduplication, number+unit splits), prefix
+matches and relevance over name, provider name and description, which no portable Mongo index
+gives (the embedded server has no text index at all). Why it stays correct with several replicas:
+it is loaded at start-up, takes the replica's own writes at once, and every replica tails the
+change feed, which carries every replica's writes, so a change on one replica reaches the others
+within the feed's sequencing and tail intervals (see docs/catalog.md).
 """
 
 from __future__ import annotations
@@ -92,11 +95,11 @@ class CatalogIndex:
     # -- updates --------------------------------------------------------------------------
 
     def put_provider(self, provider: dict[str, Any]) -> None:
-        """Insert or replace a provider; a renamed provider re-indexes its products."""
+        """Insert or replace a provider; a new or renamed provider re-indexes its products."""
         current = self.providers.get(provider["_id"])
         if current is not None and current.get("version", 0) > provider.get("version", 0):
             return
-        renamed = current is not None and current["name"] != provider["name"]
+        renamed = current is None or current["name"] != provider["name"]
         self.providers[provider["_id"]] = provider
         if renamed:
             for product_id in list(self._by_provider.get(provider["_id"], ())):
@@ -162,9 +165,6 @@ class CatalogIndex:
         return weights
 
     # -- reads ----------------------------------------------------------------------------
-
-    def products_of(self, provider_id: str) -> list[IndexedProduct]:
-        return [self.products[pid] for pid in sorted(self._by_provider.get(provider_id, ()))]
 
     def is_visible(self, indexed: IndexedProduct) -> bool:
         provider = self.providers.get(indexed.doc["provider_id"])

@@ -3,8 +3,9 @@
 1,659 providers across the province and 24 regencies/cities, 29,477 products, some promotions.
 
 Repeatable: a fixed random seed gives the same providers, products and ids every time (promotion
-windows are placed around the time of seeding, so some run now). Written in bulk through the
-catalog's store, with the change-feed entries, into an empty catalog database only.
+windows are placed around the time of seeding, so some run now). Written in bulk into an empty
+catalog database only, with the change-feed entries 1..N of what it wrote (so the documents carry
+no feed marker and the sequencer has nothing to do for them).
 """
 
 from __future__ import annotations
@@ -26,9 +27,8 @@ from bejo_kit.bus import Bus
 from bejo_kit.mongo import Document, create_client, database, utcnow
 
 from . import domain
-from .feed import Feed, entry_id, page_document
+from .feed import Change, Feed, entry_document, product_document
 from .repository import HOLDS, CatalogStore, public_provider
-from .service import product_document, terms_of
 from .settings import CatalogSettings
 
 DEFAULT_PROVIDERS = 1659
@@ -300,37 +300,20 @@ def products_with_terms(data: SeedData, now: datetime) -> Iterator[tuple[Documen
         promotions_of.setdefault(promotion["provider_id"], []).append(promotion)
     for product in data.products:
         provider = providers[product["provider_id"]]
-        terms: list[PromotionTerms] = [
-            terms_of(p)
-            for p in promotions_of.get(provider["_id"], [])
-            if p["ends_at"] > now and domain.applicable(p, product["_id"], provider["_id"])
-        ]
-        yield product, provider, terms
+        yield (
+            product,
+            provider,
+            domain.terms_for(promotions_of.get(provider["_id"], []), product["_id"], provider["_id"], now),
+        )
 
 
 def feed_entries(data: SeedData, now: datetime) -> list[Document]:
     """The change feed for freshly seeded data: every provider, then every product."""
-    entries: list[Document] = []
-
-    def add(kind: str, object_id: str, version: int, document: dict[str, Any]) -> None:
-        seq = len(entries) + 1
-        entries.append(
-            {
-                "_id": entry_id(seq),
-                "seq": seq,
-                "kind": kind,
-                "id": object_id,
-                "version": version,
-                "document": document,
-                "at": now,
-            }
-        )
-
-    for provider in data.providers:
-        add("provider", provider["_id"], provider["version"], public_provider(provider))
-    for product, provider, terms in products_with_terms(data, now):
-        add("product", product["_id"], product["version"], product_document(product, provider, terms))
-    return entries
+    changes = [Change("provider", p["_id"], p["version"], public_provider(p)) for p in data.providers] + [
+        Change("product", product["_id"], product["version"], product_document(product, provider, terms))
+        for product, provider, terms in products_with_terms(data, now)
+    ]
+    return [entry_document(seq, change, now) for seq, change in enumerate(changes, start=1)]
 
 
 async def announce(
@@ -376,9 +359,8 @@ async def seed(
     """Write the data set into an empty catalog database; returns None (writing nothing) otherwise."""
     client = create_client(settings)
     try:
-        store = CatalogStore(database(client, settings), settings.product_partitions)
-        feed = Feed(store, settings.feed_page_size)
-        if not await store.is_empty() or await feed.find_head() > 0:
+        store = CatalogStore(database(client, settings))
+        if not await store.is_empty() or await Feed(store).head() > 0:
             report(
                 f"catalog database {settings.database_name!r} already holds data; nothing written "
                 "(seed an empty database, e.g. CATALOG_MONGODB_DATABASE=<new name>)"
@@ -401,21 +383,14 @@ async def seed(
         if data.promotions:
             await store.promotions.insert_many(data.promotions, ordered=False)
         progress("promotions", len(data.promotions), len(data.promotions))
-        for start in range(0, len(data.products), batch * 4):
-            chunk = data.products[start : start + batch * 4]
-            await store.products.insert_many(chunk)
-            progress("products", start + len(chunk), len(data.products))
-        # Complete pages hold their entries; only the changes after the last full page are
-        # stored one by one (readers and writers look at pages first).
-        page_size = feed.page_size
-        full = len(entries) // page_size
-        for k in range(full):
-            await store.feed_pages.insert_one(page_document(k, entries[k * page_size : (k + 1) * page_size]))
-            progress("feed pages", k + 1, full)
-        tail = entries[full * page_size :]
-        if tail:
-            await store.feed_entries.insert_many(tail, ordered=False)
-        progress("feed entries after the last page", len(tail), len(tail))
+        for name, docs, collection in (
+            ("products", data.products, store.products),
+            ("feed entries", entries, store.feed),
+        ):
+            for start in range(0, len(docs), batch * 4):
+                chunk = docs[start : start + batch * 4]
+                await collection.insert_many(chunk, ordered=False)
+                progress(name, start + len(chunk), len(docs))
         if announce_products:
             unroutable = await announce(settings, data, now, report)
             if unroutable:

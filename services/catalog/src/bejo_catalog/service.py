@@ -1,14 +1,20 @@
-"""Use cases of the catalog: load, decide (domain), save state and its events in one write,
-append to the change feed, keep the replica's read model current."""
+"""Use cases of the catalog: load, decide (domain), write the state and its events in one
+conditional document write (`Outbox`), keep this replica's search model current.
+
+Every write is safe with several replicas: it is conditional on what was read (`version` or
+state), and a lost race is retried on fresh state (`retry_on_conflict`) or, for stock, decided by
+the atomic conditional decrement itself.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
 
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -32,21 +38,22 @@ from bejo_contracts.catalog import (
 from bejo_contracts.pricing import PromotionTerms
 from bejo_kit.auth import Principal
 from bejo_kit.bus import Bus
+from bejo_kit.concurrency import WriteConflict, retry_on_conflict
 from bejo_kit.errors import Conflict, NotFound, ValidationProblem
 from bejo_kit.logging import get_logger
 from bejo_kit.mongo import Document, utcnow
-from bejo_kit.outbox import EVENTS, Outbox, PendingEvents, staged, with_events
-from bejo_kit.store import KeyedLocks
+from bejo_kit.outbox import Outbox
 
 from . import categories, domain
 from .domain import RequestedLine, RuleViolation
-from .feed import Change, Feed, Kind
-from .repository import HOLDS, CatalogStore, clean, public_provider
+from .feed import Feed, provider_from_document, state_from_document
+from .repository import HOLDS, STATE_ONLY, CatalogStore, clean, fed, fed_document, public_provider
 from .search import CatalogIndex
 
 log = get_logger(__name__)
-
-Write = Callable[[PendingEvents], Awaitable[bool]]
+T = TypeVar("T")
+# Reservation states after which the order holds no stock (given back) or its stock is gone.
+GIVEN_BACK, GONE = ("rejected", "released"), "committed"
 
 
 def actor_of(principal: Principal) -> Actor:
@@ -57,49 +64,12 @@ def problem(violation: RuleViolation) -> ValidationProblem:
     return ValidationProblem.field(violation.field, violation.message)
 
 
-def terms_of(promotion: Document) -> PromotionTerms:
-    return PromotionTerms(
-        promotion_id=promotion["_id"],
-        name=promotion["name"],
-        discount_kind=promotion["discount_kind"],
-        discount_value=promotion["discount_value"],
-        free_shipping=promotion["free_shipping"],
-        starts_at=promotion["starts_at"],
-        ends_at=promotion["ends_at"],
-    )
-
-
-def product_state(doc: Document) -> Document:
-    """Stored product without bookkeeping and without the order ids holding stock."""
-    return {k: v for k, v in clean(doc).items() if k != HOLDS}
-
-
-def product_document(product: Document, provider: Document, promotions: list[PromotionTerms]) -> dict[str, Any]:
-    """The public document of a product, as the feed carries it (effective price is computed by
-    readers from `promotions`, because it depends on the time of reading)."""
-    state = product_state(product)
-    return {
-        "id": state.pop("_id"),
-        **state,
-        "provider_name": provider["name"],
-        "provider_pkp": provider["pkp"],
-        "provider_pemda_code": provider["pemda_code"],
-        "provider_status": provider["status"],
-        "orderable": domain.is_orderable(product["status"], provider["status"]),
-        "promotions": [t.model_dump() for t in promotions],
-    }
-
-
-def state_from_document(document: dict[str, Any]) -> tuple[Document, list[PromotionTerms]]:
-    """Inverse of `product_document`, for the read model."""
-    derived = {"provider_name", "provider_pkp", "provider_pemda_code", "provider_status", "orderable", "promotions"}
-    state = {k: v for k, v in document.items() if k not in derived and k != "id"}
-    state["_id"] = document["id"]
-    return state, [PromotionTerms.model_validate(p) for p in document.get("promotions", [])]
-
-
-def provider_from_document(document: dict[str, Any]) -> Document:
-    return {"_id": document["id"], **{k: v for k, v in document.items() if k != "id"}}
+async def user_retry(operation: Callable[[], Awaitable[T]], what: str) -> T:
+    """A user's load-decide-write, retried on fresh state; a race lost every time answers 409."""
+    try:
+        return await retry_on_conflict(operation)
+    except WriteConflict:
+        raise Conflict(f"the {what} changed meanwhile; reload and retry", code="version_conflict") from None
 
 
 @dataclass(frozen=True)
@@ -129,56 +99,61 @@ class PromotionDraft:
 
 
 class CatalogService:
-    def __init__(self, store: CatalogStore, feed: Feed, index: CatalogIndex, bus: Bus, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        store: CatalogStore,
+        feed: Feed,
+        index: CatalogIndex,
+        bus: Bus,
+        outbox: Outbox,
+        wake_sequencer: Callable[[], None] = lambda: None,
+    ) -> None:
         self.store = store
         self.feed = feed
         self.index = index
         self.bus = bus
         self.outbox = outbox
-        self.locks = KeyedLocks()
+        self._fed = wake_sequencer
         self.applied_seq = 0
-        self._next_page = 0
 
-    # -- start-up and convergence ---------------------------------------------------------
+    # -- start-up and convergence of the search model --------------------------------------
 
     async def load(self, now: datetime) -> None:
-        """Build the read model from the store. The feed head is read first, so a change made
-        while loading is re-applied by the tailer (applying is idempotent)."""
-        head = await self.feed.find_head()
-        providers = await self.store.providers.find({}, {EVENTS: 0}).to_list()
+        """Build the search model from the store. The feed head is read first, so a change made
+        while loading is applied again by the tailer (applying is idempotent)."""
+        head = await self.feed.head()
+        providers = await self.store.providers.find({}, STATE_ONLY).to_list()
         for provider in providers:
             self.index.put_provider(provider_from_document(public_provider(provider)))
-        promotions = [p for p in await self.store.promotions.find({}, {EVENTS: 0}).to_list() if p["ends_at"] > now]
+        promotions = await self.store.promotions.find({"ends_at": {"$gt": now}}, STATE_ONLY).to_list()
+        promotions_of: dict[str, list[Document]] = {}
+        for promotion in promotions:
+            promotions_of.setdefault(promotion["provider_id"], []).append(promotion)
         loaded = 0
-        async for product in self.store.products.find({}, {EVENTS: 0, HOLDS: 0}):
+        async for product in self.store.products.find({}, STATE_ONLY):
             loaded += 1
             if loaded % 2000 == 0:
                 await asyncio.sleep(0)  # indexing is CPU work: keep heartbeats and requests flowing
-            state = product_state(product)
-            terms = [terms_of(p) for p in promotions if domain.applicable(p, state["_id"], state["provider_id"])]
-            self.index.put_product(state, terms)
+            provider_id = product["provider_id"]
+            self.index.put_product(
+                product, domain.terms_for(promotions_of.get(provider_id, []), product["_id"], provider_id, now)
+            )
         self.applied_seq = head
-        self._next_page = await self.feed.first_missing_page()
         log.info("catalog loaded", providers=len(providers), products=len(self.index.products), feed_head=head)
 
     def apply_entry(self, entry: Document) -> None:
         if entry["kind"] == "provider":
             self.index.put_provider(provider_from_document(entry["document"]))
         else:
-            state, terms = state_from_document(entry["document"])
-            self.index.put_product(state, terms)
+            self.index.put_product(*state_from_document(entry["document"]))
 
     async def tail_once(self, limit: int = 500) -> int:
-        """Apply feed entries written since the last pass (other replicas' changes), and write
-        page documents for pages that became complete."""
+        """Apply the feed entries written since the last pass: every replica's changes reach
+        every replica's search model this way."""
         entries = await self.feed.read(self.applied_seq, limit)
         for entry in entries:
             self.apply_entry(entry)
-            self.feed.remember(entry)
             self.applied_seq = entry["seq"]
-        page_size = self.feed.page_size
-        while (self._next_page + 1) * page_size <= self.applied_seq and await self.feed.compact(self._next_page):
-            self._next_page += 1
         return len(entries)
 
     async def tail_forever(self, interval: float) -> None:
@@ -186,55 +161,11 @@ class CatalogService:
             if await self.tail_once() == 0:
                 await asyncio.sleep(interval)
 
-    async def recover_intents(self, older_than: timedelta) -> int:
-        """Re-append the current state of objects whose change outlived its writer (a crash
-        between the state write and the feed append)."""
-        recovered = 0
-        for intent in await self.feed.stale_intents(older_than):
-            changes = []
-            for ref in intent["refs"]:
-                change = await self._current_change(ref["kind"], ref["id"])
-                if change is not None:
-                    changes.append(change)
-            await self.feed.append(changes, intent["_id"])
-            self._apply_changes(changes)
-            recovered += 1
-        return recovered
-
-    async def _current_change(self, kind: Kind, object_id: str) -> Change | None:
-        if kind == "provider":
-            provider = await self.store.provider(object_id)
-            if provider is None:
-                return None
-            return Change("provider", object_id, provider["version"], public_provider(provider))
-        product = await self.store.product(object_id)
-        if product is None:
-            return None
-        provider = await self.store.provider(product["provider_id"])
-        if provider is None:
-            return None
-        terms = await self.terms_for(product["_id"], provider["_id"], utcnow())
-        return Change("product", object_id, product["version"], product_document(product, provider, terms))
-
-    def _apply_changes(self, changes: list[Change]) -> None:
-        for change in changes:
-            self.apply_entry({"kind": change.kind, "document": change.document})
-
     async def terms_for(self, product_id: str, provider_id: str, now: datetime) -> list[PromotionTerms]:
-        promotions = await self.store.promotions_of(provider_id)
-        return [terms_of(p) for p in promotions if p["ends_at"] > now and domain.applicable(p, product_id, provider_id)]
+        return domain.terms_for(await self.store.promotions_of(provider_id), product_id, provider_id, now)
 
     def _envelope(self, data: EventData) -> Envelope:
         return self.bus.envelope(data)
-
-    async def _write_with_events(self, collection: str, doc_id: str, envelopes: list[Envelope], write: Write) -> bool:
-        """Store the relay's hints, then the state write carrying the events, then settle: the
-        events go out only if the write happened. An error leaves the hints for the relay's sweep
-        to verify (the write may have happened)."""
-        pending = await self.outbox.prepare(collection, doc_id, envelopes)
-        applied = await write(pending)
-        await self.outbox.settle(pending, applied)
-        return applied
 
     # -- providers ------------------------------------------------------------------------
 
@@ -270,23 +201,12 @@ class CatalogService:
             "updated_at": now,
         }
         event = ProviderRegistered(**self._provider_event_fields(doc, actor_of(principal)))
-        async with self.locks.hold(f"provider:{provider_id}"):
-            intent = await self.feed.intend([("provider", provider_id)])
-
-            async def insert(pending: PendingEvents) -> bool:
-                try:
-                    await self.store.providers.insert_one(staged(doc, pending))
-                except DuplicateKeyError:
-                    return False
-                return True
-
-            envelopes = [self._envelope(event)]
-            if not await self._write_with_events(self.store.providers.name, provider_id, envelopes, insert):
-                await self.feed.drop_intent(intent)
-                raise Conflict(f"provider {provider_id} is already registered", code="already_registered")
-            change = Change("provider", provider_id, 1, public_provider(doc))
-            self._apply_changes([change])
-            await self.feed.append([change], intent)
+        try:
+            await self.outbox.insert_one(self.store.providers, fed_document(doc), [self._envelope(event)])
+        except DuplicateKeyError:
+            raise Conflict(f"provider {provider_id} is already registered", code="already_registered") from None
+        self.index.put_provider(provider_from_document(public_provider(doc)))
+        self._fed()
         return doc
 
     @staticmethod
@@ -313,33 +233,39 @@ class CatalogService:
         provider = await self.store.provider(provider_id)
         if provider is None or not self.may_see_provider(principal, provider):
             raise NotFound(f"no provider {provider_id}")
-        full = principal is not None and (
-            principal.provider_id == provider_id or principal.oversees_pemda(provider["pemda_code"])
-        )
-        return clean(provider) if full else provider_from_document(public_provider(provider))
+        return self._provider_view(principal, provider)
 
-    def list_providers(
+    @staticmethod
+    def _provider_view(principal: Principal | None, provider: Document) -> Document:
+        """The NPWP only for the provider itself and overseeing admins/auditors."""
+        full = principal is not None and (
+            principal.provider_id == provider["_id"] or principal.oversees_pemda(provider["pemda_code"])
+        )
+        return provider if full else provider_from_document(public_provider(provider))
+
+    async def list_providers(
         self, principal: Principal | None, pemda_code: str | None, status: str | None, after: str | None, limit: int
     ) -> tuple[list[Document], str | None]:
-        matches = []
-        for provider in self.index.providers.values():
-            if pemda_code and not domain.within_pemda(provider["pemda_code"], pemda_code):
-                continue
-            if status and provider["status"] != status:
-                continue
-            if not self.may_see_provider(principal, provider):
-                continue
-            if after is not None and provider["_id"] <= after:
-                continue
-            matches.append(provider)
-        matches.sort(key=lambda p: p["_id"])
-        page = matches[:limit]
-        return page, page[-1]["_id"] if len(matches) > limit else None
+        filter_: Document = {}
+        if pemda_code:
+            filter_["pemda_code"] = {"$regex": f"^{re.escape(pemda_code)}(\\.|$)"}
+        if status:
+            filter_["status"] = status
+        page: list[Document] = []
+        while len(page) <= limit:
+            batch = await self.store.list_providers(filter_, after, 2 * limit)
+            page += [self._provider_view(principal, p) for p in batch if self.may_see_provider(principal, p)]
+            if len(batch) < 2 * limit:
+                break
+            after = batch[-1]["_id"]
+        more = len(page) > limit
+        page = page[:limit]
+        return page, page[-1]["_id"] if more else None
 
     async def change_provider_status(
         self, principal: Principal, provider_id: str, target: ProviderStatus, reason: str | None
     ) -> Document:
-        async with self.locks.hold(f"provider:{provider_id}"):
+        async def attempt() -> Document:
             provider = await self.store.provider(provider_id)
             if provider is None or not principal.oversees_pemda(provider["pemda_code"]):
                 raise NotFound(f"no provider {provider_id}")
@@ -348,57 +274,40 @@ class CatalogService:
             except domain.IllegalTransition as exc:
                 raise Conflict(str(exc), code="illegal_transition", current_status=exc.current) from None
             now = utcnow()
-            updated = {
-                **provider,
-                "status": target,
-                "status_reason": reason,
-                "version": provider["version"] + 1,
-                "updated_at": now,
-            }
-            actor = actor_of(principal)
-            fields = self._provider_event_fields(updated, actor)
+            updated = {**provider, "status": target, "status_reason": reason, "updated_at": now}
+            updated["version"] += 1
+            fields = self._provider_event_fields(updated, actor_of(principal))
             event: ProviderEvent = (
                 ProviderVerified(**fields, reason=reason)
                 if target == "verified"
                 else ProviderSuspended(**fields, reason=reason or "")
             )
             # Every product's public standing changes with its provider: orders keeps a copy.
-            product_ids = [p.id for p in self.index.products_of(provider_id)]
-            products = [p for p in [await self.store.product(pid) for pid in product_ids] if p is not None]
             promotions = await self.store.promotions_of(provider_id)
-            envelopes = [self._envelope(event)]
-            changes = [Change("provider", provider_id, updated["version"], public_provider(updated))]
-            for product in products:
-                terms = [
-                    terms_of(p)
-                    for p in promotions
-                    if p["ends_at"] > now and domain.applicable(p, product["_id"], provider_id)
-                ]
-                envelopes.append(self._envelope(ProductUpserted(product=domain.snapshot(product, updated, terms))))
-                changes.append(
-                    Change("product", product["_id"], product["version"], product_document(product, updated, terms))
+            envelopes = [self._envelope(event)] + [
+                self._envelope(
+                    ProductUpserted(
+                        product=domain.snapshot(
+                            product, updated, domain.terms_for(promotions, product["_id"], provider_id, now)
+                        )
+                    )
                 )
-            intent = await self.feed.intend([(c.kind, c.id) for c in changes])
+                for product in await self.store.products_of(provider_id)
+            ]
+            written = await self.outbox.update_one(
+                self.store.providers,
+                {"_id": provider_id, "version": provider["version"]},
+                fed({"$set": {"status": target, "status_reason": reason, "updated_at": now}, "$inc": {"version": 1}}),
+                envelopes,
+            )
+            if not written:
+                raise WriteConflict(provider_id)
+            return updated
 
-            async def update(pending: PendingEvents) -> bool:
-                result = await self.store.providers.update_one(
-                    {"_id": provider_id, "version": provider["version"]},
-                    with_events(
-                        {
-                            "$set": {"status": target, "status_reason": reason, "updated_at": now},
-                            "$inc": {"version": 1},
-                        },
-                        pending,
-                    ),
-                )
-                return result.modified_count == 1
-
-            if not await self._write_with_events(self.store.providers.name, provider_id, envelopes, update):
-                await self.feed.drop_intent(intent)
-                raise Conflict("the provider changed meanwhile; retry", code="version_conflict")
-            self._apply_changes(changes)
-            await self.feed.append(changes, intent)
-        return clean(updated)
+        updated = await user_retry(attempt, "provider")
+        self.index.put_provider(provider_from_document(public_provider(updated)))
+        self._fed()
+        return updated
 
     # -- products -------------------------------------------------------------------------
 
@@ -450,22 +359,12 @@ class CatalogService:
             "version": 1,
             "created_at": now,
             "updated_at": now,
-            HOLDS: [],
         }
-        async with self.locks.hold(f"product:{product_id}"):
-            terms = await self.terms_for(product_id, provider["_id"], now)
-            intent = await self.feed.intend([("product", product_id)])
-            event = ProductUpserted(product=domain.snapshot(doc, provider, terms))
-
-            async def insert(pending: PendingEvents) -> bool:
-                await self.store.products.insert_one(staged(doc, pending))
-                return True
-
-            partition = self.store.products.partition_of(product_id).name
-            await self._write_with_events(partition, product_id, [self._envelope(event)], insert)
-            change = Change("product", product_id, 1, product_document(doc, provider, terms))
-            self._apply_changes([change])
-            await self.feed.append([change], intent)
+        terms = await self.terms_for(product_id, provider["_id"], now)
+        event = ProductUpserted(product=domain.snapshot(doc, provider, terms))
+        await self.outbox.insert_one(self.store.products, fed_document({**doc, HOLDS: []}), [self._envelope(event)])
+        self.index.put_product(doc, terms)
+        self._fed()
         return doc, provider
 
     async def get_product(self, principal: Principal | None, product_id: str) -> tuple[Document, Document]:
@@ -480,15 +379,22 @@ class CatalogService:
         )
         if not visible:
             raise NotFound(f"no product {product_id}")
-        return product_state(product), provider
+        return clean(product), provider
+
+    async def _own_product(self, principal: Principal, product_id: str) -> Document:
+        product = await self.store.product(product_id)
+        if product is None or product["provider_id"] != principal.provider_id:
+            raise NotFound(f"no product {product_id}")
+        return product
 
     async def update_product(
         self, principal: Principal, product_id: str, changes: dict[str, Any], expected_version: int | None
     ) -> tuple[Document, Document]:
-        async with self.locks.hold(f"product:{product_id}"):
-            product = await self.store.product(product_id)
-            if product is None or product["provider_id"] != principal.provider_id:
-                raise NotFound(f"no product {product_id}")
+        """Without `expected_version` a race with another write (a reservation, say) is retried on
+        fresh state; with it, a different version answers 409."""
+
+        async def attempt() -> tuple[Document, Document]:
+            product = await self._own_product(principal, product_id)
             if expected_version is not None and expected_version != product["version"]:
                 raise Conflict(
                     f"product is at version {product['version']}, not {expected_version}",
@@ -496,60 +402,41 @@ class CatalogService:
                     current_version=product["version"],
                 )
             merged = {**product, **changes}
-            self._check_product(
-                ProductDraft(
-                    name=merged["name"],
-                    description=merged["description"],
-                    category=merged["category"],
-                    unit=merged["unit"],
-                    price=merged["price"],
-                    het=merged["het"],
-                    stock=merged["stock"],
-                    min_order_qty=merged["min_order_qty"],
-                    images=merged["images"],
-                    regions=merged["regions"],
-                )
-            )
+            self._check_product(ProductDraft(**{f: merged[f] for f in ProductDraft.__dataclass_fields__}))
             return await self._write_product(product, changes)
 
+        return await user_retry(attempt, "product")
+
     async def deactivate_product(self, principal: Principal, product_id: str) -> tuple[Document, Document]:
-        async with self.locks.hold(f"product:{product_id}"):
-            product = await self.store.product(product_id)
-            if product is None or product["provider_id"] != principal.provider_id:
-                raise NotFound(f"no product {product_id}")
+        async def attempt() -> tuple[Document, Document]:
+            product = await self._own_product(principal, product_id)
             if product["status"] == "inactive":
                 provider = await self.store.provider(product["provider_id"])
                 assert provider is not None
-                return product_state(product), provider
+                return clean(product), provider
             return await self._write_product(product, {"status": "inactive"})
 
+        return await user_retry(attempt, "product")
+
     async def _write_product(self, product: Document, changes: dict[str, Any]) -> tuple[Document, Document]:
-        """Conditional on the version read: on MongoDB this is atomic across replicas; on FerretDB
-        the caller's product lock makes it safe within a replica."""
+        """Write `changes` if the product is still at the version read; else WriteConflict."""
         provider = await self.store.provider(product["provider_id"])
         assert provider is not None
         now = utcnow()
-        updated = {**product, **changes, "version": product["version"] + 1, "updated_at": now}
+        updated = {**clean(product), **changes, "version": product["version"] + 1, "updated_at": now}
         terms = await self.terms_for(product["_id"], provider["_id"], now)
-        intent = await self.feed.intend([("product", product["_id"])])
         event = ProductUpserted(product=domain.snapshot(updated, provider, terms))
-
-        async def update(pending: PendingEvents) -> bool:
-            result = await self.store.products.update_one(
-                product["_id"],
-                with_events({"$set": {**changes, "updated_at": now}, "$inc": {"version": 1}}, pending),
-                condition={"version": product["version"]},
-            )
-            return result.modified_count == 1
-
-        partition = self.store.products.partition_of(product["_id"]).name
-        if not await self._write_with_events(partition, product["_id"], [self._envelope(event)], update):
-            await self.feed.drop_intent(intent)
-            raise Conflict("the product changed meanwhile; reload and retry", code="version_conflict")
-        change = Change("product", product["_id"], updated["version"], product_document(updated, provider, terms))
-        self._apply_changes([change])
-        await self.feed.append([change], intent)
-        return product_state(updated), provider
+        written = await self.outbox.update_one(
+            self.store.products,
+            {"_id": product["_id"], "version": product["version"]},
+            fed({"$set": {**changes, "updated_at": now}, "$inc": {"version": 1}}),
+            [self._envelope(event)],
+        )
+        if not written:
+            raise WriteConflict(product["_id"])
+        self.index.put_product(updated, terms)
+        self._fed()
+        return updated, provider
 
     # -- promotions -----------------------------------------------------------------------
 
@@ -566,19 +453,16 @@ class CatalogService:
         if draft.scope == "products":
             if not draft.product_ids:
                 raise ValidationProblem.field("product_ids", "name at least one product when scope is products")
-            touched_ids = list(dict.fromkeys(draft.product_ids))
+            named = list(dict.fromkeys(draft.product_ids))
+            found = await self.store.products_by_id(named)
+            for i, product_id in enumerate(named):
+                if product_id not in found or found[product_id]["provider_id"] != provider_id:
+                    raise ValidationProblem.field(f"product_ids.{i}", f"no product {product_id} of your provider")
+            products = [found[product_id] for product_id in named]
         else:
             if draft.product_ids:
                 raise ValidationProblem.field("product_ids", "must be empty when scope is provider")
-            touched_ids = [p.id for p in self.index.products_of(provider_id)]
-        products = []
-        for i, product_id in enumerate(touched_ids):
-            product = await self.store.product(product_id)
-            if product is None or product["provider_id"] != provider_id:
-                if draft.scope == "products":
-                    raise ValidationProblem.field(f"product_ids.{i}", f"no product {product_id} of your provider")
-                continue
-            products.append(product)
+            products = await self.store.products_of(provider_id)
         now = utcnow()
         promotion: Document = {
             "_id": f"promo-{uuid.uuid4().hex[:16]}",
@@ -594,68 +478,62 @@ class CatalogService:
             "created_by": principal.sub,
             "created_at": now,
         }
-        terms = terms_of(promotion)
-        existing = await self.store.promotions_of(provider_id)
+        promotions = [*await self.store.promotions_of(provider_id), promotion]
+        terms_of_product = {p["_id"]: domain.terms_for(promotions, p["_id"], provider_id, now) for p in products}
         envelopes = [
-            self._envelope(PromotionCreated(provider_id=provider_id, product_ids=promotion["product_ids"], terms=terms))
-        ]
-        changes = []
-        for product in products:
-            product_terms = [
-                terms_of(p)
-                for p in existing
-                if p["ends_at"] > now and domain.applicable(p, product["_id"], provider_id)
-            ]
-            if draft.ends_at > now:
-                product_terms.append(terms)
-            envelopes.append(self._envelope(ProductUpserted(product=domain.snapshot(product, provider, product_terms))))
-            changes.append(
-                Change(
-                    "product", product["_id"], product["version"], product_document(product, provider, product_terms)
+            self._envelope(
+                PromotionCreated(
+                    provider_id=provider_id, product_ids=promotion["product_ids"], terms=domain.terms_of(promotion)
                 )
-            )
-        intent = await self.feed.intend([(c.kind, c.id) for c in changes])
-
-        async def insert(pending: PendingEvents) -> bool:
-            await self.store.promotions.insert_one(staged(promotion, pending))
-            return True
-
-        await self._write_with_events(self.store.promotions.name, promotion["_id"], envelopes, insert)
-        self._apply_changes(changes)
-        await self.feed.append(changes, intent)
+            ),
+            *(
+                self._envelope(ProductUpserted(product=domain.snapshot(p, provider, terms_of_product[p["_id"]])))
+                for p in products
+            ),
+        ]
+        await self.outbox.insert_one(self.store.promotions, fed_document(promotion), envelopes)
+        for product in products:
+            self.index.put_product(product, terms_of_product[product["_id"]])
+        self._fed()
         return promotion
 
     async def list_promotions(self, active: bool | None, provider_id: str | None, now: datetime) -> list[Document]:
         filter_: Document = {"provider_id": provider_id} if provider_id else {}
-        promotions = await self.store.promotions.find(filter_, {EVENTS: 0}).sort("_id", 1).to_list()
+        promotions = await self.store.promotions.find(filter_, STATE_ONLY).sort("_id", 1).to_list()
         if active is not None:
             promotions = [p for p in promotions if (p["starts_at"] <= now < p["ends_at"]) == active]
-        return [clean(p) for p in promotions]
+        return promotions
 
     # -- stock reservation ----------------------------------------------------------------
+    #
+    # A reservation record per order (`_id` = order id) moves reserving → reserved | rejected,
+    # reserved → released | committed, each step one conditional write carrying its event, so
+    # of replicas handling the same order (a redelivery, a late cancel) exactly one makes each
+    # step. Stock is taken per line by an atomic conditional decrement that also records the order
+    # in the product's `holds`, so a line is never taken twice for one order, and stock is given
+    # back only where the order holds some. Whoever sees a record in a state that holds no stock
+    # gives back whatever the order still holds (all or nothing, also after a crash).
 
     async def reserve(self, order_id: str, provider_id: str, requested: list[RequestedLine]) -> str:
-        """Reserve every line or none. Returns the reservation's state afterwards.
-
-        The reservation record (`_id` = order id) makes this idempotent and order-tolerant: a
-        record in any state but `reserving` means the order was handled (or cancelled first). Each
-        product records the orders holding its stock (`holds`), set by the same conditional
-        update that takes the stock, so a rerun after a crash knows exactly what was taken.
-        """
+        """Reserve every line or none. Returns the reservation's state afterwards."""
         lines = domain.merge_lines(requested)
-        async with self.locks.hold(f"order:{order_id}"):
-            record = await self._reservation(order_id, provider_id, lines)
-            if record["state"] != "reserving":
-                log.info("reservation already settled", order_id=order_id, state=record["state"])
-                return str(record["state"])
-            return await self._reserve_all_or_none(record, provider_id, lines)
+        record = await self._reservation(order_id, provider_id, lines)
+        if record["state"] != "reserving":
+            log.info("reservation already decided", order_id=order_id, state=record["state"])
+            return await self._settle_stock(record)
+        provider = await self.store.provider(provider_id)
+        products, rejections = await self._take(order_id, provider_id, provider, lines)
+        if rejections:
+            rejected = StockRejected(order_id=order_id, rejections=rejections)
+            return await self._decide(record, ("reserving",), "rejected", rejected, {})
+        assert provider is not None
+        reserved = await self._reserved(order_id, provider, [products[line.product_id] for line in lines], lines)
+        extra = {"reserved_lines": [line.model_dump() for line in reserved.lines]}
+        return await self._decide(record, ("reserving",), "reserved", reserved, extra)
 
     async def _reservation(self, order_id: str, provider_id: str, lines: list[RequestedLine]) -> Document:
-        record = await self.store.reservations.find_one(order_id)
-        if record is not None:
-            return record
         now = utcnow()
-        record = {
+        record: Document = {
             "_id": order_id,
             "state": "reserving",
             "provider_id": provider_id,
@@ -666,188 +544,163 @@ class CatalogService:
         try:
             await self.store.reservations.insert_one(record)
         except DuplicateKeyError:
-            existing = await self.store.reservations.find_one(order_id)
+            existing = await self.store.reservations.find_one({"_id": order_id}, STATE_ONLY)
             assert existing is not None
             return existing
         return record
 
-    async def _reserve_all_or_none(self, record: Document, provider_id: str, lines: list[RequestedLine]) -> str:
-        """Checks read outside the product locks (an order that cannot be served never waits for
-        them); the stock is then taken under the locks by conditional updates, which are the real
-        guard against overselling."""
-        order_id = record["_id"]
+    async def _take(
+        self, order_id: str, provider_id: str, provider: Document | None, lines: list[RequestedLine]
+    ) -> tuple[dict[str, Document], list[LineRejection]]:
+        """Check every line, then take each line's stock unless the order holds it already. Stops at
+        the first line that cannot be taken; what was taken is given back by the decision."""
         products = {line.product_id: await self.store.product(line.product_id) for line in lines}
-        provider = await self.store.provider(provider_id)
-        # Lines an earlier, interrupted attempt already took (the product records the order).
-        held = [line for line in lines if order_id in (products[line.product_id] or {}).get(HOLDS, [])]
-        rejections = [
-            rejection
-            for line in lines
-            if (rejection := domain.check_line(line, products[line.product_id], provider, provider_id, line in held))
-            is not None
-        ]
+
+        def check(line: RequestedLine, product: Document | None) -> LineRejection | None:
+            held = product is not None and order_id in product.get(HOLDS, [])
+            return domain.check_line(line, product, provider, provider_id, held)
+
+        rejections = [r for line in lines if (r := check(line, products[line.product_id])) is not None]
         if rejections:
-            if held:
-                await self._give_back(order_id, held)
-            await self._settle(record, "rejected", StockRejected(order_id=order_id, rejections=rejections))
-            return "rejected"
-        assert provider is not None
-        now = utcnow()
-        promotions = [p for p in await self.store.promotions_of(provider_id) if p["ends_at"] > now]
-        intent = await self.feed.intend([("product", line.product_id) for line in lines])
-        taken: list[RequestedLine] = list(held)
-        failed: RequestedLine | None = None
-        async with self.locks.hold_many([f"product:{line.product_id}" for line in lines]):
-            for line in lines:
-                if line in held:
-                    continue
-                after = await self.store.products.partition_of(line.product_id).find_one_and_update(
+            return {}, rejections
+        taken: dict[str, Document] = {}
+        for line in lines:
+            product = products[line.product_id]
+            assert product is not None
+            if order_id not in product.get(HOLDS, []):
+                product = await self.store.products.find_one_and_update(
                     {
                         "_id": line.product_id,
                         "stock": {"$gte": line.quantity},
                         "status": "active",
                         HOLDS: {"$ne": order_id},
                     },
-                    {
-                        "$inc": {"stock": -line.quantity, "version": 1},
-                        "$push": {HOLDS: order_id},
-                        "$set": {"updated_at": now},
-                    },
+                    fed(
+                        {
+                            "$inc": {"stock": -line.quantity, "version": 1},
+                            "$push": {HOLDS: order_id},
+                            "$set": {"updated_at": utcnow()},
+                        }
+                    ),
                     return_document=ReturnDocument.AFTER,
                 )
-                if after is None:
-                    failed = line
-                    break
-                taken.append(line)
-                products[line.product_id] = after
-            if failed is not None:
-                # Stock ran out between the check and the update: undo, all or nothing.
-                await self._return_holds(order_id, taken)
-        if failed is not None:
-            await self._feed_stock_changes(intent, taken)
-            rejection = LineRejection(
-                product_id=failed.product_id, code="out_of_stock", message="not enough stock left"
+                if product is None:  # changed since the check; held now if a duplicate delivery took it
+                    product = await self.store.product(line.product_id)
+                    if product is None or order_id not in product.get(HOLDS, []):
+                        rejection = check(line, product) or LineRejection(
+                            product_id=line.product_id, code="out_of_stock", message="not enough stock left"
+                        )
+                        return taken, [rejection]
+                self.index.set_stock(product["_id"], product["stock"], product["version"])
+                self._fed()
+            taken[line.product_id] = product
+        return taken, []
+
+    async def _reserved(
+        self, order_id: str, provider: Document, products: list[Document], lines: list[RequestedLine]
+    ) -> StockReserved:
+        now = utcnow()
+        promotions = await self.store.promotions_of(provider["_id"])
+        reserved = []
+        for product, line in zip(products, lines, strict=True):
+            offer = domain.offer(
+                product["price"], domain.terms_for(promotions, product["_id"], provider["_id"], now), now
             )
-            await self._settle(record, "rejected", StockRejected(order_id=order_id, rejections=[rejection]))
-            return "rejected"
-        reserved_lines = []
-        changes = []
-        for line in lines:
-            product = products[line.product_id]
-            assert product is not None
-            terms = [terms_of(p) for p in promotions if domain.applicable(p, product["_id"], provider_id)]
-            current = domain.offer(product["price"], terms, now)
-            reserved_lines.append(
+            reserved.append(
                 ReservedLine(
                     product_id=product["_id"],
                     name=product["name"],
                     unit=product["unit"],
                     quantity=line.quantity,
-                    list_price=current.list_price,
-                    unit_price=current.unit_price,
-                    free_shipping=current.free_shipping,
-                    promotion_id=current.promotion_id,
+                    list_price=offer.list_price,
+                    unit_price=offer.unit_price,
+                    free_shipping=offer.free_shipping,
+                    promotion_id=offer.promotion_id,
                 )
             )
-            changes.append(
-                Change("product", product["_id"], product["version"], product_document(product, provider, terms))
-            )
-        event = StockReserved(
+        return StockReserved(
             order_id=order_id,
-            provider_id=provider_id,
+            provider_id=provider["_id"],
             provider_name=provider["name"],
             provider_pkp=provider["pkp"],
-            lines=reserved_lines,
-            total=sum(line.unit_price * line.quantity for line in reserved_lines),
+            lines=reserved,
+            total=sum(line.unit_price * line.quantity for line in reserved),
         )
-        await self._settle(record, "reserved", event, {"reserved_lines": [r.model_dump() for r in reserved_lines]})
-        self._apply_changes(changes)
-        await self.feed.append(changes, intent)
-        return "reserved"
 
-    async def _give_back(self, order_id: str, lines: list[RequestedLine]) -> None:
-        async with self.locks.hold_many([f"product:{line.product_id}" for line in lines]):
-            intent = await self.feed.intend([("product", line.product_id) for line in lines])
-            await self._return_holds(order_id, lines)
-        await self._feed_stock_changes(intent, lines)
-
-    async def _return_holds(self, order_id: str, lines: list[RequestedLine]) -> None:
-        """Give back the stock this order holds (only where it holds some: idempotent)."""
-        now = utcnow()
-        for line in lines:
-            await self.store.products.update_one(
-                line.product_id,
-                {
-                    "$inc": {"stock": line.quantity, "version": 1},
-                    "$pullAll": {HOLDS: [order_id]},
-                    "$set": {"updated_at": now},
-                },
-                condition={HOLDS: order_id},
-            )
-
-    async def _settle(
-        self, record: Document, state: str, event: EventData, extra: dict[str, Any] | None = None
-    ) -> None:
+    async def _decide(
+        self, record: Document, from_states: tuple[str, ...], state: str, event: EventData, extra: Document
+    ) -> str:
+        """Move the record from one of `from_states` to `state` with its event (exactly one replica
+        does), then bring the stock in line with the state the record ends in."""
         order_id = record["_id"]
+        if record["state"] in from_states:
+            if await self.outbox.update_one(
+                self.store.reservations,
+                {"_id": order_id, "state": {"$in": list(from_states)}},
+                {"$set": {"state": state, "updated_at": utcnow(), **extra}},
+                [self._envelope(event)],
+            ):
+                record = {**record, "state": state}
+            else:
+                current = await self.store.reservations.find_one({"_id": order_id}, STATE_ONLY)
+                assert current is not None
+                record = current
+                log.info("reservation decided elsewhere", order_id=order_id, wanted=state, state=record["state"])
+        return await self._settle_stock(record)
 
-        async def update(pending: PendingEvents) -> bool:
-            result = await self.store.reservations.update_one(
-                order_id,
-                with_events({"$set": {"state": state, "updated_at": utcnow(), **(extra or {})}}, pending),
-                condition={"state": record["state"]},
+    async def _settle_stock(self, record: Document) -> str:
+        """Give back (rejected, released) or drop (committed) the stock the order still holds.
+        Idempotent: each update applies only where the product still holds the order."""
+        state = str(record["state"])
+        if state not in (*GIVEN_BACK, GONE):
+            return state
+        order_id = record["_id"]
+        for line in record["lines"]:
+            if state == GONE:
+                await self.store.products.update_one(
+                    {"_id": line["product_id"], HOLDS: order_id}, {"$pullAll": {HOLDS: [order_id]}}
+                )
+                continue
+            product = await self.store.products.find_one_and_update(
+                {"_id": line["product_id"], HOLDS: order_id},
+                fed(
+                    {
+                        "$inc": {"stock": line["quantity"], "version": 1},
+                        "$pullAll": {HOLDS: [order_id]},
+                        "$set": {"updated_at": utcnow()},
+                    }
+                ),
+                return_document=ReturnDocument.AFTER,
             )
-            return result.modified_count == 1
-
-        partition = self.store.reservations.partition_of(order_id).name
-        if not await self._write_with_events(partition, order_id, [self._envelope(event)], update):
-            log.warning("reservation changed meanwhile", order_id=order_id, wanted=state)
-
-    async def _feed_stock_changes(self, intent: str, lines: list[RequestedLine]) -> None:
-        changes = [c for line in lines if (c := await self._current_change("product", line.product_id)) is not None]
-        self._apply_changes(changes)
-        await self.feed.append(changes, intent)
+            if product is not None:
+                self.index.set_stock(product["_id"], product["stock"], product["version"])
+                self._fed()
+        return state
 
     async def release(self, order_id: str, provider_id: str, requested: list[RequestedLine]) -> str:
-        """The order was cancelled, rejected or expired: give the stock back. A release before
-        the placement leaves a `released` tombstone, so the late placement reserves nothing."""
-        lines = domain.merge_lines(requested)
-        async with self.locks.hold(f"order:{order_id}"):
-            record = await self.store.reservations.find_one(order_id)
-            if record is None:
-                try:
-                    now = utcnow()
-                    await self.store.reservations.insert_one(
-                        {
-                            "_id": order_id,
-                            "state": "released",
-                            "tombstone": True,
-                            "provider_id": provider_id,
-                            "lines": [{"product_id": x.product_id, "quantity": x.quantity} for x in lines],
-                            "created_at": now,
-                            "updated_at": now,
-                        }
-                    )
-                    return "released"
-                except DuplicateKeyError:
-                    record = await self.store.reservations.find_one(order_id)
-                    assert record is not None
-            if record["state"] not in ("reserving", "reserved"):
-                return str(record["state"])
-            held = [RequestedLine(x["product_id"], x["quantity"]) for x in record["lines"]]
-            await self._give_back(order_id, held)
-            await self._settle(record, "released", StockReleased(order_id=order_id))
+        """The order was cancelled, rejected or expired: give the stock back. A release before the
+        placement leaves a `released` tombstone, so the late placement reserves nothing."""
+        now = utcnow()
+        tombstone = {
+            "_id": order_id,
+            "state": "released",
+            "tombstone": True,
+            "provider_id": provider_id,
+            "lines": [{"product_id": x.product_id, "quantity": x.quantity} for x in domain.merge_lines(requested)],
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            await self.store.reservations.insert_one(tombstone)
             return "released"
+        except DuplicateKeyError:
+            record = await self.store.reservations.find_one({"_id": order_id}, STATE_ONLY)
+        assert record is not None
+        return await self._decide(record, ("reserving", "reserved"), "released", StockReleased(order_id=order_id), {})
 
     async def commit(self, order_id: str) -> str:
         """The order shipped: the reserved stock is gone for good."""
-        async with self.locks.hold(f"order:{order_id}"):
-            record = await self.store.reservations.find_one(order_id)
-            if record is None or record["state"] != "reserved":
-                return str(record["state"]) if record else "unknown"
-            for line in record["lines"]:
-                async with self.locks.hold(f"product:{line['product_id']}"):
-                    await self.store.products.update_one(
-                        line["product_id"], {"$pullAll": {HOLDS: [order_id]}}, condition={HOLDS: order_id}
-                    )
-            await self._settle(record, "committed", StockCommitted(order_id=order_id))
-            return "committed"
+        record = await self.store.reservations.find_one({"_id": order_id}, STATE_ONLY)
+        if record is None:
+            return "unknown"
+        return await self._decide(record, ("reserved",), "committed", StockCommitted(order_id=order_id), {})
