@@ -321,6 +321,12 @@ mongo_pidfile() { # the pid file of whichever server we started, if any
 
 mongo_up() {
     local pf; pf="$(mongo_pidfile)"
+    # Our FerretDB started from an older build (the patches changed since): restart it on the new one.
+    if [[ "$pf" == "$STATE/ferretdb.pid" ]] && pid_alive "$pf" ferretdb && ! command -v mongod >/dev/null \
+        && ! { ferret_ok && cmp -s "$FERRET_BIN.patches" "$STATE/ferretdb.patches"; }; then
+        log "MongoDB: our FerretDB (pid $(cat "$pf")) runs an older build; restarting it on the patched one"
+        stop_pid "$(cat "$pf")" ferretdb; rm -f "$pf"; pf=""
+    fi
     if [[ -n "$pf" ]] && pid_alive "$pf" "$(basename "$pf" .pid)"; then
         log "MongoDB: already running (ours, $(basename "$pf" .pid) pid $(cat "$pf")) at $MONGO_HOST:$MONGO_PORT"
         MONGO_SERVER="$(basename "$pf" .pid)"; return 0
@@ -347,6 +353,7 @@ mongo_up() {
             --debug-addr=- --telemetry=disable --log-level=info >"$logf" 2>&1 </dev/null &
     fi
     WATCH_PID=$!; echo "$WATCH_PID" >"$STATE/$name.pid"
+    [[ "$name" == ferretdb ]] && cp "$FERRET_BIN.patches" "$STATE/ferretdb.patches"   # the build it runs
     wait_until "$START_TIMEOUT" "$name" tcp_answers "$MONGO_HOST" "$MONGO_PORT" \
         || { show_log_tail "$logf"; stop_pid "$WATCH_PID" "$name"; rm -f "$STATE/$name.pid"; die "$name did not start (log: $logf)"; }
     MONGO_SERVER="$name"
