@@ -25,7 +25,7 @@ class OrdersSettings(KitSettings):
     approval_working_days: int = Field(3, ge=0)
     # When set, a plain timeout in seconds replaces the working-day rule (tests, demos).
     approval_timeout_seconds: float | None = Field(None, gt=0)
-    # How often the expiry timer looks for overdue reservations.
+    # How often each replica sweeps for overdue reservations.
     expiry_sweep_interval: float = Field(5.0, gt=0)
 
     max_lines: int = Field(100, ge=1)
