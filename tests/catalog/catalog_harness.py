@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -17,8 +18,10 @@ from bejo_catalog.app import build
 from bejo_catalog.repository import FEED_PENDING
 from bejo_catalog.service import CatalogService
 from bejo_catalog.settings import CatalogSettings
+from bejo_contracts import SYSTEM, Envelope, EventData
+from bejo_contracts.orders import OrderLine
 from bejo_contracts.topology import QueueSpec
-from bejo_kit.bus import Bus, namespaced_spec
+from bejo_kit.bus import Bus, IncomingEvent, namespaced_spec
 
 ADMIN = bearer(token("admin", "admin-biro-pbj", pemda="35"))
 
@@ -138,3 +141,46 @@ async def bind_event_sink(settings: CatalogSettings, unique: str) -> None:
         await bus.declare_queue(namespaced_spec(settings, QueueSpec(f"sink.{unique}", ("bejo.catalog.#",))))
     finally:
         await bus.close()
+
+
+class StockEvents:
+    """Collects the catalog's stock events from a queue of the test's own, per order id."""
+
+    def __init__(self) -> None:
+        self.by_order: dict[str, list[Envelope]] = {}
+
+    async def handle(self, event: IncomingEvent) -> None:
+        self.by_order.setdefault(event.envelope.data["order_id"], []).append(event.envelope)
+
+    def types(self, order_id: str) -> list[str]:
+        return [e.type.split(".")[-2] for e in self.by_order.get(order_id, [])]
+
+    def last(self, order_id: str) -> dict[str, Any]:
+        return self.by_order[order_id][-1].data
+
+
+def order_event(
+    model: type[EventData], order_id: str, provider_id: str, lines: list[tuple[str, int]], **extra: Any
+) -> EventData:
+    return model(
+        order_id=order_id,
+        checkout_id=f"co-{order_id}",
+        pemda="35.15",
+        satker="dinkes-sidoarjo",
+        pp_id="pp-1",
+        pp_name="Budi",
+        ppk_id="ppk-1",
+        provider_id=provider_id,
+        provider_name="CV Uji",
+        provider_pkp=True,
+        payment_method="va",
+        rup_code="RUP-2026-001",
+        delivery_address="Jl. Pahlawan 1, Sidoarjo",
+        lines=[OrderLine(product_id=p, name="x", unit="pak", quantity=q, unit_price=1000) for p, q in lines],
+        total=1000 * sum(q for _, q in lines),
+        from_status=None,
+        status="placed",
+        actor=SYSTEM,
+        occurred_at=datetime.now(UTC),
+        **extra,
+    )

@@ -6,35 +6,17 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
-from catalog_harness import ADMIN, Catalog, penyedia
+from catalog_harness import ADMIN, Catalog, StockEvents, order_event, penyedia
 from support import wait_until
 
 from bejo_catalog.domain import RequestedLine
-from bejo_contracts import SYSTEM, Envelope, EventData
-from bejo_contracts.orders import OrderCancelled, OrderLine, OrderPlaced, OrderShipped
+from bejo_contracts.orders import OrderCancelled, OrderPlaced, OrderShipped
 from bejo_contracts.topology import QueueSpec
-from bejo_kit.bus import Bus, IncomingEvent
+from bejo_kit.bus import Bus
 
 pytestmark = pytest.mark.integration
-
-
-class StockEvents:
-    """Collects the catalog's stock events from a queue of the test's own, per order id."""
-
-    def __init__(self) -> None:
-        self.by_order: dict[str, list[Envelope]] = {}
-
-    async def handle(self, event: IncomingEvent) -> None:
-        self.by_order.setdefault(event.envelope.data["order_id"], []).append(event.envelope)
-
-    def types(self, order_id: str) -> list[str]:
-        return [e.type.split(".")[-2] for e in self.by_order.get(order_id, [])]
-
-    def last(self, order_id: str) -> dict[str, Any]:
-        return self.by_order[order_id][-1].data
 
 
 @pytest.fixture
@@ -48,37 +30,14 @@ async def bus(catalog: Catalog, unique: str) -> AsyncIterator[tuple[Bus, StockEv
     await bus.close()
 
 
-def order_event(
-    model: type[EventData], order_id: str, provider_id: str, lines: list[tuple[str, int]], **extra: Any
-) -> EventData:
-    return model(
-        order_id=order_id,
-        checkout_id=f"co-{order_id}",
-        pemda="35.15",
-        satker="dinkes-sidoarjo",
-        pp_id="pp-1",
-        pp_name="Budi",
-        ppk_id="ppk-1",
-        provider_id=provider_id,
-        provider_name="CV Uji",
-        provider_pkp=True,
-        payment_method="va",
-        rup_code="RUP-2026-001",
-        delivery_address="Jl. Pahlawan 1, Sidoarjo",
-        lines=[OrderLine(product_id=p, name="x", unit="pak", quantity=q, unit_price=1000) for p, q in lines],
-        total=1000 * sum(q for _, q in lines),
-        from_status=None,
-        status="placed",
-        actor=SYSTEM,
-        occurred_at=datetime.now(UTC),
-        **extra,
-    )
-
-
 async def stock_of(catalog: Catalog, product_id: str) -> int:
     product = await catalog.service.store.product(product_id)
     assert product is not None
     return int(product["stock"])
+
+
+async def stocks_are(catalog: Catalog, expected: dict[str, int]) -> bool:
+    return {product_id: await stock_of(catalog, product_id) for product_id in expected} == expected
 
 
 async def test_all_or_nothing_reservation_release_and_redelivery(
@@ -135,7 +94,8 @@ async def test_all_or_nothing_reservation_release_and_redelivery(
     cancelled = order_event(OrderCancelled, "ord-2", "prv-a", [(kopi["id"], 3), (teh["id"], 2)], reason="batal")
     await publisher.publish(publisher.envelope(cancelled))
     await wait_until(lambda: "released" in events.types("ord-2"))
-    assert (await stock_of(catalog, kopi["id"]), await stock_of(catalog, teh["id"])) == (5, 2)
+    # The release is decided (and announced) first, then the stock follows.
+    await wait_until(lambda: stocks_are(catalog, {kopi["id"]: 5, teh["id"]: 2}))
     # ... not even after the release: the record says the order is done.
     await publisher.publish(placed)
     await publisher.publish(publisher.envelope(cancelled))

@@ -114,6 +114,10 @@ class CatalogIndex:
         if current is not None and current.doc["version"] > doc["version"]:
             return False
         if current is not None:
+            # Promotions are never changed or removed, so a product's set only grows: an entry
+            # computed before a promotion existed (another replica's, say) must not drop it.
+            known = {t.promotion_id for t in promotions}
+            promotions = [*promotions, *(t for t in current.promotions if t.promotion_id not in known)]
             self._unindex(current)
         if current is None or current.doc["price"] != doc["price"]:
             self._orders.clear()
