@@ -1,4 +1,5 @@
-"""Orders benchmark: sustained checkout throughput through the real services, in-process.
+"""Orders benchmark: sustained checkout throughput through the real services, in-process, with
+1 and then 2 replicas of each (`BENCH_ORDERS_REPLICAS=1,2`).
 
 The catalog and orders apps run in this process on the real RabbitMQ and Mongo-wire server, in a
 bus namespace and databases of their own. A provider and a product are created through the
@@ -17,6 +18,7 @@ Figures:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import statistics
 import time
@@ -39,6 +41,7 @@ from bejo_orders.settings import OrdersSettings
 
 ORDERS = int(os.environ.get("BENCH_ORDERS_COUNT", "120"))
 WORKERS = int(os.environ.get("BENCH_ORDERS_WORKERS", "32"))
+REPLICAS = [int(n) for n in os.environ.get("BENCH_ORDERS_REPLICAS", "1,2").split(",")]
 PRODUCTS = 16
 FLASH_STOCK = 20
 FLASH_BUYERS = 200
@@ -70,7 +73,8 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
 
 
 class Bench:
-    def __init__(self) -> None:
+    def __init__(self, replicas: int) -> None:
+        self.replicas = replicas
         namespace = uuid.uuid4().hex[:8]
         common: dict[str, Any] = {
             "amqp_url": os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
@@ -89,6 +93,18 @@ class Bench:
         self.outcome: dict[str, str] = {}
         self.seen_at: dict[tuple[str, str], float] = {}
         self.runners: list[web.AppRunner] = []
+        self.catalog_urls: list[str] = []
+        self.orders_urls: list[str] = []
+        self._turn = itertools.count()
+
+    @property
+    def catalog(self) -> str:
+        """Requests alternate over the replicas, as the gateway spreads them."""
+        return self.catalog_urls[next(self._turn) % len(self.catalog_urls)]
+
+    @property
+    def orders(self) -> str:
+        return self.orders_urls[next(self._turn) % len(self.orders_urls)]
 
     def token(self, role: str, sub: str, **claims: Any) -> dict[str, str]:
         jwt = mint_token(self.orders_settings, sub=sub, role=role, pemda=PEMDA, **claims)
@@ -115,13 +131,15 @@ class Bench:
             observe,
         )
         await self.observer.start_consuming()
-        for app in (build_catalog(self.catalog_settings), build_orders(self.orders_settings)):
-            runner, base = await serve(app)
-            self.runners.append(runner)
-            if not hasattr(self, "catalog"):
-                self.catalog = base
-            else:
-                self.orders = base
+        # Each replica is its own app: its own Mongo client, bus connection, relay and consumers.
+        for _ in range(self.replicas):
+            for build, settings, urls in (
+                (build_catalog, self.catalog_settings, self.catalog_urls),
+                (build_orders, self.orders_settings, self.orders_urls),
+            ):
+                runner, base = await serve(build(settings))  # type: ignore[operator]
+                self.runners.append(runner)
+                urls.append(base)
 
     async def stop(self) -> None:
         for runner in reversed(self.runners):
@@ -217,14 +235,16 @@ async def run_workers(count: int, workers: int, job: Callable[[int], Awaitable[N
 
 
 async def run() -> None:
-    bench = Bench()
-    await bench.start()
-    try:
-        connector = aiohttp.TCPConnector(limit=WORKERS * 2)
-        async with aiohttp.ClientSession(connector=connector) as http:
-            await measure(bench, http)
-    finally:
-        await bench.stop()
+    for replicas in REPLICAS:
+        print(f"-- {replicas} replica(s) of catalog and orders", flush=True)
+        bench = Bench(replicas)
+        await bench.start()
+        try:
+            connector = aiohttp.TCPConnector(limit=WORKERS * 2)
+            async with aiohttp.ClientSession(connector=connector) as http:
+                await measure(bench, http)
+        finally:
+            await bench.stop()
 
 
 async def measure(bench: Bench, http: aiohttp.ClientSession) -> None:
