@@ -10,6 +10,10 @@ and with WRITERS concurrent writers for BENCH_STORE_SECONDS each:
   lost (acknowledged updates minus the final sum of n: 0 on a store that keeps its promises) and
   how many updates failed with an error;
 - insert_one of new documents: inserts/s.
+Then the change feed (scripts/ferretdb 0006): a collection of BENCH_STORE_FEED_DOCS documents with
+integer _id 1..N, read page by page like the national e-catalog sync reads it,
+`find({_id: {$gt: cursor, $lte: cursor + 1000}}).sort(_id)`: items/s of a full pass, and
+find_one by integer _id (p50). BENCH_STORE_FEED_ONLY=1 runs only this part.
 
 `python -m bench store_ferretdb` runs it against MONGODB_URL; `python -m bench.store_ferretdb URL...`
 runs it against each URL in turn (e.g. an unpatched and a patched FerretDB) and prints them side by side.
@@ -32,6 +36,9 @@ from pymongo.errors import OperationFailure
 DOCS = int(os.environ.get("BENCH_STORE_DOCS", "30000"))
 SECONDS = float(os.environ.get("BENCH_STORE_SECONDS", "10"))
 REPS = int(os.environ.get("BENCH_STORE_REPS", "300"))
+FEED_DOCS = int(os.environ.get("BENCH_STORE_FEED_DOCS", "31000"))
+FEED_PAGE = 1000
+FEED_ONLY = os.environ.get("BENCH_STORE_FEED_ONLY", "") not in ("", "0")
 WRITERS = 8
 PER_CATEGORY = 60
 HOT = 50
@@ -73,6 +80,9 @@ async def measure(url: str) -> Result:
     res: Result = {}
     rnd = random.Random(1)
     try:
+        await measure_feed(client[name]["feed"], res, rnd)
+        if FEED_ONLY:
+            return res
         await coll.create_index("sku", unique=True)
         await coll.create_index("category")
         started = time.perf_counter()
@@ -141,6 +151,34 @@ async def measure(url: str) -> Result:
     finally:
         await client.drop_database(name)
         await client.close()
+
+
+async def measure_feed(feed: Any, res: Result, rnd: random.Random) -> None:
+    for i in range(1, FEED_DOCS + 1, 1000):
+        await feed.insert_many(
+            [
+                {"_id": j, "seq": j, "sku": f"SKU-{j:07d}", "op": "upsert", "name": f"Product {j}"}
+                for j in range(i, min(i + 1000, FEED_DOCS + 1))
+            ]
+        )
+    started, cursor, seen = time.perf_counter(), 0, 0
+    while True:
+        page = await feed.find({"_id": {"$gt": cursor, "$lte": cursor + FEED_PAGE}}).sort("_id", 1).to_list()
+        if not page:
+            break
+        assert [d["_id"] for d in page] == list(range(cursor + 1, cursor + 1 + len(page))), cursor
+        cursor, seen = page[-1]["_id"], seen + len(page)
+    res["feed sync items/s"] = seen / (time.perf_counter() - started)
+    assert seen == FEED_DOCS, seen
+    print(f"   change feed: {seen} items in pages of {FEED_PAGE} at {res['feed sync items/s']:.0f}/s", flush=True)
+
+    ids = [rnd.randrange(1, FEED_DOCS + 1) for _ in range(REPS)]
+
+    async def find_int_id(i: int) -> None:
+        assert await feed.find_one({"_id": ids[i]}) is not None
+
+    res["find_one(int _id) p50 ms"], res["find_one(int _id) p95 ms"] = ms(await timed(REPS, find_int_id))
+    print(f"   find_one(int _id): p50 {res['find_one(int _id) p50 ms']:.2f} ms", flush=True)
 
 
 async def run_writers(writer: Any) -> list[int]:
