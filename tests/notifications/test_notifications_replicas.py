@@ -213,6 +213,18 @@ async def test_work_queue_gives_each_item_to_one_replica_and_loses_none_to_a_dea
         assert sorted(won) == [f"item-{n:02d}" for n in range(40)]
         assert await one.claim(utcnow()) is None  # all leased
 
+        # Batches claimed by both replicas at once: each item in exactly one batch.
+        await items.insert_many([{"_id": f"batch-{n:02d}", "status": "pending", DUE: now} for n in range(40)])
+        batches: list[list[Document]] = []
+        while True:
+            rounds = await asyncio.gather(*(queue.claim_many(utcnow(), 7) for queue in (one, other) * 3))
+            if not any(rounds):
+                break
+            batches.extend(rounds)
+        batch_won = [item["_id"] for batch in batches for item in batch]
+        assert sorted(batch_won) == [f"batch-{n:02d}" for n in range(40)]
+        assert all(len({item[CLAIM] for item in batch}) <= 1 for batch in batches)
+
         # A replica claimed an item and died; its lease ran out (claimed an hour ago, 5 minutes' lease).
         hour_ago = now - timedelta(hours=1)
         await items.insert_one({"_id": "orphan", "status": "pending", DUE: hour_ago})

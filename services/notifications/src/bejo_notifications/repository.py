@@ -21,7 +21,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from bejo_kit.mongo import Document, Indexes
 
-from .work_queue import DUE_INDEX
+from .work_queue import CLAIM_INDEX, DUE_INDEX
 
 NOTIFICATIONS = "notifications"
 CONTACTS = "contacts"
@@ -35,12 +35,16 @@ NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
 INDEXES = Indexes(
     {
         NOTIFICATIONS: [IndexModel([("recipient", ASCENDING), *NEWEST_FIRST], name="recipient_newest")],
-        EMAILS: [DUE_INDEX],
+        EMAILS: [DUE_INDEX, CLAIM_INDEX],
         WEBHOOKS: [
             IndexModel([("owner_sub", ASCENDING), ("created_at", ASCENDING)], name="owner"),
             IndexModel([("status", ASCENDING)], name="status"),
         ],
-        DELIVERIES: [IndexModel([("webhook_id", ASCENDING), *NEWEST_FIRST], name="webhook_newest"), DUE_INDEX],
+        DELIVERIES: [
+            IndexModel([("webhook_id", ASCENDING), *NEWEST_FIRST], name="webhook_newest"),
+            DUE_INDEX,
+            CLAIM_INDEX,
+        ],
     }
 )
 

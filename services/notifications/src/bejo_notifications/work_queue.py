@@ -3,8 +3,10 @@
 A document is due while it is `pending` and `next_attempt_at <= now` (indexed in that order, so a
 claim reads only unfinished work however large the collection grows); `next_attempt_at` is None
 once the work is finished. Every replica runs the same loop:
-- it claims one due document with `find_one_and_update`, which moves `next_attempt_at` one lease
-  ahead and stamps a fresh claim token, so of replicas polling together exactly one wins it;
+- it claims a batch of due documents with one `update_many` that moves their `next_attempt_at`
+  one lease ahead and stamps a fresh claim token, on the condition that each is still due; each
+  document's update is atomic, so of replicas polling together exactly one wins each document,
+  and the winner reads back what carries its token;
 - if the winner dies holding it, the document simply falls due again when the lease runs out and
   another replica takes it over: nothing is lost;
 - the outcome is written on the condition that the token is still there, so a replica that
@@ -33,6 +35,7 @@ DUE = "next_attempt_at"
 CLAIM = "claim"
 PENDING: Document = {"status": "pending"}
 DUE_INDEX = IndexModel([("status", ASCENDING), (DUE, ASCENDING)], name="due")
+CLAIM_INDEX = IndexModel([(CLAIM, ASCENDING)], name="claim", sparse=True)
 
 
 class WorkQueue:
@@ -63,6 +66,24 @@ class WorkQueue:
             return_document=ReturnDocument.AFTER,
         )
 
+    async def claim_many(self, now: datetime, limit: int) -> list[Document]:
+        """Up to `limit` due documents, most overdue first, now held by the caller until the lease
+        runs out (one round trip for the whole batch rather than one per item)."""
+        due = (
+            await self.collection.find({**PENDING, DUE: {"$lte": now}}, {"_id": 1})
+            .sort(DUE, ASCENDING)
+            .limit(limit)
+            .to_list()
+        )
+        if not due:
+            return []
+        token = uuid.uuid4().hex
+        await self.collection.update_many(
+            {"_id": {"$in": [d["_id"] for d in due]}, **PENDING, DUE: {"$lte": now}},
+            {"$set": {DUE: now + self._lease, CLAIM: token}},
+        )
+        return await self.collection.find({CLAIM: token}).sort(DUE, ASCENDING).to_list()
+
     async def settle(self, item: Document, update: Document, next_attempt_at: datetime | None) -> bool:
         """Write the outcome of a claimed item's attempt and release it (due again at
         `next_attempt_at`, or finished if None). False if the claim was lost to another replica."""
@@ -76,22 +97,29 @@ class WorkQueue:
 
     async def run(self, handle: Callable[[Document], Awaitable[None]]) -> None:
         """Claim due items and handle up to `concurrency` of them at once, until cancelled."""
-        gate = asyncio.Semaphore(self._concurrency)
+        free = asyncio.Semaphore(self._concurrency)
         async with asyncio.TaskGroup() as group:
             while True:
-                await gate.acquire()
+                await free.acquire()
+                slots = 1
+                while slots < self._concurrency and not free.locked():
+                    await free.acquire()
+                    slots += 1
                 try:
-                    item = await self.claim(utcnow())
+                    if slots == 1:
+                        claimed = await self.claim(utcnow())
+                        items = [claimed] if claimed else []
+                    else:
+                        items = await self.claim_many(utcnow(), slots)
                 except Exception as exc:  # noqa: BLE001 - a database blip must not stop the items in hand
-                    gate.release()
+                    items = []
                     log.warning("claiming due work failed", collection=self.collection.name, error=str(exc))
+                for _ in range(slots - len(items)):
+                    free.release()
+                for item in items:
+                    group.create_task(self._handle(handle, item, free))
+                if len(items) < slots:
                     await self._sleep(self._poll_interval)
-                    continue
-                if item is None:
-                    gate.release()
-                    await self._sleep(self._poll_interval)
-                    continue
-                group.create_task(self._handle(handle, item, gate))
 
     async def _handle(
         self, handle: Callable[[Document], Awaitable[None]], item: Document, gate: asyncio.Semaphore
