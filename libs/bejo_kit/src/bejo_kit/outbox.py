@@ -214,7 +214,10 @@ class OutboxRelay:
 
     async def flush(self) -> int:
         """Publish every pending event now, fresh ones included (tests, shutdown). Returns how many."""
-        return await self.publish_ready() + await self.sweep(grace=timedelta(0))
+        total = await self.publish_ready()
+        while sent := await self.sweep(grace=timedelta(0)):  # a sweep takes one batch per collection
+            total += sent
+        return total
 
     async def backlog(self) -> int:
         """Documents holding unpublished events, over every outbox collection."""
@@ -245,23 +248,33 @@ class OutboxRelay:
                 self._wakeup.clear()
 
     async def publish_ready(self) -> int:
-        """Publish the events this process wrote, batch by batch, and clear them from their documents."""
+        """Publish the events this process wrote, batch by batch, and clear them from their documents.
+
+        Clearing a batch overlaps with publishing the next: the broker and the database work at
+        the same time. Events that fail to publish stay in their documents for the sweep; a failed
+        clear only means they are published again (consumers drop duplicates).
+        """
         sent = 0
-        while self._ready:
-            batch = self._ready.take(self._settings.outbox_batch_size)
-            self._in_flight.update(batch)
-            try:
+        clearing: asyncio.Task[None] | None = None
+        try:
+            while self._ready:
+                batch = self._ready.take(self._settings.outbox_batch_size)
+                self._in_flight.update(batch)
                 published = await self._publish(batch, "settled")
-                await self._clear(published)
-            except Exception:
-                for key, entries in batch.items():  # put back what is still owed, and try again later
-                    self._ready.add(key, entries)
-                raise
-            finally:
-                self._in_flight.difference_update(batch)
-            sent += sum(len(e) for e in published.values())
-            # What failed to publish stays in its document; the sweep retries it after the grace.
+                sent += sum(len(e) for e in published.values())
+                if clearing is not None:
+                    await clearing
+                clearing = asyncio.create_task(self._clear_in_flight(published))
+        finally:
+            if clearing is not None:
+                await clearing
         return sent
+
+    async def _clear_in_flight(self, published: dict[tuple[str, str], list[Document]]) -> None:
+        try:
+            await self._clear(published)
+        finally:
+            self._in_flight.difference_update(published)
 
     async def sweep(self, grace: timedelta | None = None) -> int:
         """Publish the events of marked documents older than the grace period (their writer is gone)."""
