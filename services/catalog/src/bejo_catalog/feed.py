@@ -179,7 +179,8 @@ class Feed:
         # A caught-up reader (most polls) costs one `_id` look-up.
         if await self._entries.find_one({"_id": after + 1}, {"_id": 1}) is None:
             return []
-        docs = await self._entries.find({"_id": {"$gt": after}}).sort("_id", 1).limit(limit).to_list()
+        # Numbers have no holes, so the page is exactly this range: an index range read.
+        docs = await self._entries.find({"_id": {"$gt": after, "$lte": after + limit}}).sort("_id", 1).to_list()
         entries = []
         for expected, doc in enumerate(docs, start=after + 1):
             if doc["_id"] != expected:  # never expected (see the module docstring); never skip past one
