@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import jwt
+import orjson
 import pytest
+import structlog
 from aiohttp import ClientSession
 from openapi_spec_validator import validate
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,6 +23,7 @@ from bejo_kit.auth import TokenVerifier, mint_token
 from bejo_kit.concurrency import WriteConflict, retry_on_conflict
 from bejo_kit.errors import Conflict, Unauthorized, ValidationProblem
 from bejo_kit.http import create_app
+from bejo_kit.logging import configure_logging
 from bejo_kit.outbox import with_events
 from bejo_kit.paging import decode_cursor, encode_cursor
 from bejo_kit.settings import KitSettings
@@ -221,3 +226,39 @@ async def test_api_router_validates_renders_problems_and_documents() -> None:
     validate(document)
     operation = document["paths"]["/api/v1/items"]["post"]
     assert operation["x-roles"] == ["penyedia"] and "201" in operation["responses"]
+
+
+class TestLogging:
+    @pytest.fixture(autouse=True)
+    def _restore_logging(self) -> Iterator[None]:
+        root = logging.getLogger()
+        handlers, level = list(root.handlers), root.level
+        yield
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        structlog.reset_defaults()
+        structlog.contextvars.clear_contextvars()
+
+    def test_a_stdlib_record_comes_out_as_one_json_line_with_the_service(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        configure_logging("catalog", "INFO", json=True)
+        logging.getLogger("aio_pika.robust_connection").warning("connection lost: %s", "eof")
+        logging.getLogger("pymongo.serverSelection").debug("below the configured level")
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1
+        record = orjson.loads(lines[0])
+        assert record["service"] == "catalog"
+        assert record["event"] == "connection lost: eof"
+        assert record["level"] == "warning" and record["logger"] == "aio_pika.robust_connection"
+
+    def test_a_stdlib_traceback_stays_on_the_same_json_line(self, capsys: pytest.CaptureFixture[str]) -> None:
+        configure_logging("orders", "DEBUG", json=True)
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("aiohttp.server").exception("handler crashed")
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1
+        record = orjson.loads(lines[0])
+        assert record["service"] == "orders" and "ValueError: boom" in record["exception"]

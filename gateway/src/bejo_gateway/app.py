@@ -385,4 +385,4 @@ def build(settings: GatewaySettings | None = None) -> web.Application:
 
 def main() -> None:
     settings = GatewaySettings()
-    run_service(lambda: (build(settings), settings))
+    run_service(settings, lambda: build(settings))

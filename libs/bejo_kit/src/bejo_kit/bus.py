@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -282,10 +281,14 @@ class Bus:
             except asyncio.CancelledError:
                 await message.nack(requeue=True)
                 raise
-            except Exception as exc:  # noqa: BLE001 - any handler failure takes the retry path
+            except Exception as exc:  # any handler failure takes the retry path
                 error = f"{type(exc).__name__}: {exc}"
-                log.warning("handler failed", queue=spec.name, attempt=attempt, error=error)
-                log.debug("handler traceback", traceback=traceback.format_exc())
+                # One line per failed attempt; the traceback (at ERROR) on the first attempt and the
+                # last one, so a poison message shows it without repeating it on every retry.
+                if attempt == 1 or attempt >= self.settings.max_attempts:
+                    log.error("handler failed", queue=spec.name, attempt=attempt, error=error, exc_info=True)
+                else:
+                    log.warning("handler failed", queue=spec.name, attempt=attempt, error=error)
                 if attempt >= self.settings.max_attempts:
                     await self._park(spec, message, attempt, error)
                 else:

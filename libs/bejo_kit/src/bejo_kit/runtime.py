@@ -125,11 +125,13 @@ class Runtime:
         return self.bus.is_ready
 
 
-def run_service(build: Callable[[], tuple[web.Application, KitSettings]]) -> None:
+def run_service(settings: KitSettings, build: Callable[[], web.Application]) -> None:
     """Entry point of a service process: logging, uvloop, serve until SIGTERM, graceful shutdown."""
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    app, settings = build()
+    # Logging first: anything logged while building must already use the service's format, and
+    # structlog caches a logger on first use with whatever configuration is current then.
     configure_logging(settings.service_name, settings.log_level, settings.log_json)
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    app = build()
     log.info("listening", host=settings.http_host, port=settings.http_port)
     web.run_app(
         app,

@@ -50,4 +50,4 @@ def build(settings: CatalogSettings | None = None) -> web.Application:
 
 def main() -> None:
     settings = CatalogSettings()
-    run_service(lambda: (build(settings), settings))
+    run_service(settings, lambda: build(settings))

@@ -34,4 +34,4 @@ def build(settings: NotificationsSettings | None = None) -> web.Application:
 
 def main() -> None:
     settings = NotificationsSettings()
-    run_service(lambda: (build(settings), settings))
+    run_service(settings, lambda: build(settings))

@@ -31,4 +31,4 @@ def build(settings: OrdersSettings | None = None) -> web.Application:
 
 def main() -> None:
     settings = OrdersSettings()
-    run_service(lambda: (build(settings), settings))
+    run_service(settings, lambda: build(settings))

@@ -37,4 +37,4 @@ def build(settings: PaymentsSettings | None = None) -> web.Application:
 
 def main() -> None:
     settings = PaymentsSettings()
-    run_service(lambda: (build(settings), settings))
+    run_service(settings, lambda: build(settings))
