@@ -54,6 +54,16 @@ amqp_answers() { # host port
         [ "$(head -c1 <&3 | od -An -tx1 | tr -d " \n")" = 01 ]' "$1" "$2" 2>/dev/null
 }
 
+# Real Mongo-wire check: send an OP_MSG {hello: 1, $db: "admin"} (requestID 1) and expect a reply
+# header answering it (responseTo 1) as OP_MSG (2013) or OP_REPLY (1). "$" is \x24 (double quotes).
+mongo_answers() { # host port
+    timeout 3 bash -c 'exec 3<>"/dev/tcp/$0/$1" || exit 1
+        printf "\x34\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\xdd\x07\x00\x00\x00\x00\x00\x00\x00" >&3
+        printf "\x1f\x00\x00\x00\x10hello\x00\x01\x00\x00\x00\x02\x24db\x00\x06\x00\x00\x00admin\x00\x00" >&3
+        h="$(head -c16 <&3 | od -An -tx1 | tr -d " \n")"
+        [ "${h:16:8}" = 01000000 ] && { [ "${h:24:8}" = dd070000 ] || [ "${h:24:8}" = 01000000 ]; }' "$1" "$2" 2>/dev/null
+}
+
 # Is the pid in $1 alive AND still the program we started (guards against pid reuse)?
 pid_alive() { # pidfile cmdline-substring
     [[ -s "$1" ]] || return 1
@@ -331,10 +341,11 @@ mongo_up() {
         log "MongoDB: already running (ours, $(basename "$pf" .pid) pid $(cat "$pf")) at $MONGO_HOST:$MONGO_PORT"
         MONGO_SERVER="$(basename "$pf" .pid)"; return 0
     fi
-    if tcp_answers "$MONGO_HOST" "$MONGO_PORT"; then
+    if mongo_answers "$MONGO_HOST" "$MONGO_PORT"; then
         log "MongoDB: already running at $MONGO_HOST:$MONGO_PORT (external, not managed by infra.sh)"
         MONGO_SERVER="external"; rm -f "$STATE/mongod.pid" "$STATE/ferretdb.pid"; return 0
     fi
+    tcp_answers "$MONGO_HOST" "$MONGO_PORT" && die "port $MONGO_HOST:$MONGO_PORT is taken by something that does not speak the MongoDB wire protocol"
     [[ -n "$pf" ]] && { log "MongoDB: removing stale pid file $(basename "$pf")"; rm -f "$pf"; }
 
     local t0=$SECONDS name logf
@@ -354,7 +365,7 @@ mongo_up() {
     fi
     WATCH_PID=$!; echo "$WATCH_PID" >"$STATE/$name.pid"
     [[ "$name" == ferretdb ]] && cp "$FERRET_BIN.patches" "$STATE/ferretdb.patches"   # the build it runs
-    wait_until "$START_TIMEOUT" "$name" tcp_answers "$MONGO_HOST" "$MONGO_PORT" \
+    wait_until "$START_TIMEOUT" "$name" mongo_answers "$MONGO_HOST" "$MONGO_PORT" \
         || { show_log_tail "$logf"; stop_pid "$WATCH_PID" "$name"; rm -f "$STATE/$name.pid"; die "$name did not start (log: $logf)"; }
     MONGO_SERVER="$name"
     log "MongoDB: $name started (pid $WATCH_PID) in $((SECONDS - t0))s"; WATCH_PID=""
@@ -363,7 +374,7 @@ mongo_up() {
 mongo_stop() {
     local pf name; pf="$(mongo_pidfile)"
     if [[ -z "$pf" ]]; then
-        if tcp_answers "$MONGO_HOST" "$MONGO_PORT"; then
+        if mongo_answers "$MONGO_HOST" "$MONGO_PORT"; then
             log "MongoDB: running at $MONGO_HOST:$MONGO_PORT but not started by infra.sh — left alone"
         else log "MongoDB: not running"; fi
         return 0
@@ -424,7 +435,7 @@ status_line() { # label pidfile pattern host port probe
 cmd_status() {
     status_line "RabbitMQ" "$STATE/rabbitmq.pid" beam "$AMQP_HOST" "$AMQP_PORT" amqp_answers
     local pf; pf="$(mongo_pidfile)"; pf="${pf:-$STATE/ferretdb.pid}"
-    status_line "MongoDB ($(basename "$pf" .pid))" "$pf" "$(basename "$pf" .pid)" "$MONGO_HOST" "$MONGO_PORT" tcp_answers
+    status_line "MongoDB ($(basename "$pf" .pid))" "$pf" "$(basename "$pf" .pid)" "$MONGO_HOST" "$MONGO_PORT" mongo_answers
     pid_alive "$STATE/epmd.pid" epmd && log "epmd: running (ours, pid $(cat "$STATE/epmd.pid"))"
     return 0
 }
