@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -82,6 +83,39 @@ def test_offer_takes_the_best_running_promotion_at_the_given_time() -> None:
     assert (best.unit_price, best.promotion_id, best.free_shipping) == (85000, "fixed-15000", False)
     later = domain.offer(100000, promotions, NOW + hour)  # the window end is exclusive, the start inclusive
     assert (later.unit_price, later.promotion_id) == (50000, "percent-50")
+
+
+def stored_promotion(
+    promotion_id: str, provider_id: str, scope: str, start: timedelta, end: timedelta, *ids: str
+) -> dict[str, Any]:
+    return {
+        "_id": promotion_id,
+        "provider_id": provider_id,
+        "name": promotion_id,
+        "scope": scope,
+        "product_ids": list(ids),
+        "discount_kind": "percent",
+        "discount_value": 10,
+        "free_shipping": False,
+        "starts_at": NOW + start,
+        "ends_at": NOW + end,
+    }
+
+
+def test_promotion_filter_by_provider_product_and_window() -> None:
+    hour = timedelta(hours=1)
+    stored = [
+        stored_promotion("all", "p1", "provider", -hour, hour),
+        stored_promotion("named", "p1", "products", hour, 2 * hour, "a"),  # starts later: still covers
+        stored_promotion("other", "p1", "products", -hour, hour, "b"),
+        stored_promotion("ended", "p1", "provider", -2 * hour, -hour),
+        stored_promotion("elsewhere", "p2", "provider", -hour, hour),
+    ]
+    assert [t.promotion_id for t in domain.terms_for(stored, "a", "p1", NOW)] == ["all", "named"]
+    grouped = domain.by_provider(stored)
+    assert [p["_id"] for p in grouped["p2"]] == ["elsewhere"] and len(grouped["p1"]) == 4
+    assert [p["_id"] for p in stored if domain.is_running(p, NOW)] == ["all", "other", "elsewhere"]
+    assert domain.is_running(stored[1], NOW + hour) and not domain.is_running(stored[0], NOW + hour)
 
 
 def test_wall_clock_time_is_jakarta() -> None:

@@ -54,15 +54,15 @@ async def replicas(
 
 
 def counting(catalog: Catalog, method: str) -> Counter[str]:
-    """Count the calls the replica's consumers make to a use case (its handler looks it up per call)."""
+    """Count the calls the consumers make to a reservation use case (looked up per call)."""
     calls: Counter[str] = Counter()
-    original: Callable[..., Awaitable[str]] = getattr(catalog.service, method)
+    original: Callable[..., Awaitable[str]] = getattr(catalog.service.reservations, method)
 
     async def counted(*args: Any) -> str:
         calls[method] += 1
         return await original(*args)
 
-    setattr(catalog.service, method, counted)
+    setattr(catalog.service.reservations, method, counted)
     return calls
 
 

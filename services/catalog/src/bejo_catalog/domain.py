@@ -151,11 +151,24 @@ def offer(price: int, promotions: list[PromotionTerms], at: datetime) -> Offer:
     return Offer(price, unit_price, best.promotion_id if best else None, free_shipping)
 
 
-def applicable(promotion: dict[str, Any], product_id: str, provider_id: str) -> bool:
-    """Whether a stored promotion covers a product: the whole provider, or the product by id."""
-    if promotion["provider_id"] != provider_id:
+def covers(promotion: dict[str, Any], product_id: str, provider_id: str, now: datetime) -> bool:
+    """The one promotion filter: a stored promotion of the product's provider, for the whole
+    provider or naming the product, that has not ended (running now or starting later)."""
+    if promotion["provider_id"] != provider_id or promotion["ends_at"] <= now:
         return False
     return promotion["scope"] == "provider" or product_id in promotion["product_ids"]
+
+
+def is_running(promotion: dict[str, Any], now: datetime) -> bool:
+    return bool(promotion["starts_at"] <= now < promotion["ends_at"])
+
+
+def by_provider(promotions: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Promotions grouped by provider, so matching a product scans only its provider's."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for promotion in promotions:
+        grouped.setdefault(promotion["provider_id"], []).append(promotion)
+    return grouped
 
 
 def terms_of(promotion: dict[str, Any]) -> PromotionTerms:
@@ -173,8 +186,8 @@ def terms_of(promotion: dict[str, Any]) -> PromotionTerms:
 def terms_for(
     promotions: Iterable[dict[str, Any]], product_id: str, provider_id: str, now: datetime
 ) -> list[PromotionTerms]:
-    """The terms of the stored promotions that cover a product and have not ended."""
-    return [terms_of(p) for p in promotions if p["ends_at"] > now and applicable(p, product_id, provider_id)]
+    """The terms of the stored promotions that cover a product (see `covers`)."""
+    return [terms_of(p) for p in promotions if covers(p, product_id, provider_id, now)]
 
 
 def snapshot(product: dict[str, Any], provider: dict[str, Any], promotions: list[PromotionTerms]) -> ProductSnapshot:

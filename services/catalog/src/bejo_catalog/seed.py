@@ -295,9 +295,7 @@ def generate(providers: int, products: int, promotions: int, random_seed: int, n
 def products_with_terms(data: SeedData, now: datetime) -> Iterator[tuple[Document, Document, list[PromotionTerms]]]:
     """Each product with its provider and the promotions that apply to it now or later."""
     providers = {p["_id"]: p for p in data.providers}
-    promotions_of: dict[str, list[Document]] = {}
-    for promotion in data.promotions:
-        promotions_of.setdefault(promotion["provider_id"], []).append(promotion)
+    promotions_of = domain.by_provider(data.promotions)
     for product in data.products:
         provider = providers[product["provider_id"]]
         yield (

@@ -1,0 +1,177 @@
+"""Providers (penyedia): registration, visibility, and verification/suspension by an admin."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from bejo_contracts import Actor
+from bejo_contracts.catalog import (
+    ProductUpserted,
+    ProviderEvent,
+    ProviderRegistered,
+    ProviderStatus,
+    ProviderSuspended,
+    ProviderVerified,
+)
+from bejo_kit.auth import Principal
+from bejo_kit.concurrency import WriteConflict
+from bejo_kit.errors import Conflict, NotFound, ValidationProblem
+from bejo_kit.mongo import Document, utcnow
+
+from . import domain
+from .context import CatalogContext, actor_of, problem, user_retry
+from .domain import RuleViolation
+from .feed import provider_from_document
+from .repository import fed, fed_document, public_provider
+
+
+def provider_event_fields(doc: Document, actor: Actor) -> dict[str, Any]:
+    return {
+        "provider_id": doc["_id"],
+        "name": doc["name"],
+        "legal_entity": doc["legal_entity"],
+        "pemda_code": doc["pemda_code"],
+        "email": doc["email"],
+        "pkp": doc["pkp"],
+        "status": doc["status"],
+        "actor": actor,
+    }
+
+
+def may_see_provider(principal: Principal | None, provider: Document) -> bool:
+    if provider["status"] == "verified":
+        return True
+    if principal is None:
+        return False
+    return principal.provider_id == provider["_id"] or principal.oversees_pemda(provider["pemda_code"])
+
+
+def provider_view(principal: Principal | None, provider: Document) -> Document:
+    """The NPWP only for the provider itself and overseeing admins/auditors."""
+    full = principal is not None and (
+        principal.provider_id == provider["_id"] or principal.oversees_pemda(provider["pemda_code"])
+    )
+    return provider if full else provider_from_document(public_provider(provider))
+
+
+class Providers:
+    def __init__(self, ctx: CatalogContext) -> None:
+        self.ctx = ctx
+
+    async def register(self, principal: Principal, fields: dict[str, Any]) -> Document:
+        """A penyedia registers the provider its token names (`provider_id` claim)."""
+        ctx = self.ctx
+        provider_id = principal.provider_id
+        if provider_id is None or not domain.PROVIDER_ID_PATTERN.match(provider_id):
+            raise ValidationProblem.field("provider_id", "the token's provider_id must be 1-64 letters, digits, . _ -")
+        try:
+            name = domain.check_name("name", fields["name"])
+            npwp = domain.normalize_npwp(fields["npwp"])
+            phone = domain.normalize_phone(fields["phone"])
+            pemda = domain.check_pemda("pemda_code", fields["pemda_code"])
+        except RuleViolation as exc:
+            raise problem(exc) from None
+        now = utcnow()
+        doc: Document = {
+            "_id": provider_id,
+            "name": name,
+            "legal_entity": fields["legal_entity"],
+            "nib": fields["nib"],
+            "npwp": npwp,
+            "pkp": fields["pkp"],
+            "pemda_code": pemda,
+            "address": fields["address"].strip(),
+            "email": fields["email"].strip().lower(),
+            "phone": phone,
+            "status": "pending",
+            "status_reason": None,
+            "version": 1,
+            "registered_by": principal.sub,
+            "created_at": now,
+            "updated_at": now,
+        }
+        event = ProviderRegistered(**provider_event_fields(doc, actor_of(principal)))
+        try:
+            await ctx.outbox.insert_one(ctx.store.providers, fed_document(doc), [ctx.envelope(event)])
+        except DuplicateKeyError:
+            raise Conflict(f"provider {provider_id} is already registered", code="already_registered") from None
+        ctx.index.put_provider(provider_from_document(public_provider(doc)))
+        ctx.fed()
+        return doc
+
+    async def get(self, principal: Principal | None, provider_id: str) -> Document:
+        provider = await self.ctx.store.provider(provider_id)
+        if provider is None or not may_see_provider(principal, provider):
+            raise NotFound(f"no provider {provider_id}")
+        return provider_view(principal, provider)
+
+    async def list_page(
+        self, principal: Principal | None, pemda_code: str | None, status: str | None, after: str | None, limit: int
+    ) -> tuple[list[Document], str | None]:
+        filter_: Document = {}
+        if pemda_code:
+            filter_["pemda_code"] = {"$regex": f"^{re.escape(pemda_code)}(\\.|$)"}
+        if status:
+            filter_["status"] = status
+        page: list[Document] = []
+        while len(page) <= limit:
+            batch = await self.ctx.store.list_providers(filter_, after, 2 * limit)
+            page += [provider_view(principal, p) for p in batch if may_see_provider(principal, p)]
+            if len(batch) < 2 * limit:
+                break
+            after = batch[-1]["_id"]
+        more = len(page) > limit
+        page = page[:limit]
+        return page, page[-1]["_id"] if more else None
+
+    async def change_status(
+        self, principal: Principal, provider_id: str, target: ProviderStatus, reason: str | None
+    ) -> Document:
+        ctx = self.ctx
+
+        async def attempt() -> Document:
+            provider = await ctx.store.provider(provider_id)
+            if provider is None or not principal.oversees_pemda(provider["pemda_code"]):
+                raise NotFound(f"no provider {provider_id}")
+            try:
+                domain.transition(provider["status"], target)
+            except domain.IllegalTransition as exc:
+                raise Conflict(str(exc), code="illegal_transition", current_status=exc.current) from None
+            now = utcnow()
+            updated = {**provider, "status": target, "status_reason": reason, "updated_at": now}
+            updated["version"] += 1
+            fields = provider_event_fields(updated, actor_of(principal))
+            event: ProviderEvent = (
+                ProviderVerified(**fields, reason=reason)
+                if target == "verified"
+                else ProviderSuspended(**fields, reason=reason or "")
+            )
+            # Every product's public standing changes with its provider: orders keeps a copy.
+            promotions = await ctx.store.promotions_of(provider_id)
+            envelopes = [ctx.envelope(event)] + [
+                ctx.envelope(
+                    ProductUpserted(
+                        product=domain.snapshot(
+                            product, updated, domain.terms_for(promotions, product["_id"], provider_id, now)
+                        )
+                    )
+                )
+                for product in await ctx.store.products_of(provider_id)
+            ]
+            written = await ctx.outbox.update_one(
+                ctx.store.providers,
+                {"_id": provider_id, "version": provider["version"]},
+                fed({"$set": {"status": target, "status_reason": reason, "updated_at": now}, "$inc": {"version": 1}}),
+                envelopes,
+            )
+            if not written:
+                raise WriteConflict(provider_id)
+            return updated
+
+        updated = await user_retry(attempt, "provider")
+        ctx.index.put_provider(provider_from_document(public_provider(updated)))
+        ctx.fed()
+        return updated
