@@ -9,6 +9,9 @@
 #   notifications 8084, 8094, ...
 # (a base port can be moved with CATALOG_HTTP_PORT etc.). Each replica is named <service>-<k>, which
 # is also its log file: .state/logs/catalog-1.log, .state/logs/catalog-2.log, ...
+#
+# Exit status: 0 when stopped with Ctrl-C/SIGTERM; 1 when a service fails to import, does not become
+# healthy, or dies while running (its name and last log lines are printed, the others stopped).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -43,9 +46,8 @@ port_of() { # service replica(1-based)
 
 pids=()
 names=()
-stopping=""
+declare -A PID_OF=()   # name → pid
 stop_all() {
-    stopping=1
     trap - INT TERM EXIT
     echo
     echo "stopping ${names[*]:-nothing}"
@@ -61,6 +63,7 @@ start() { # name command...
     "$@" >>"$LOGS/$name.log" 2>&1 &
     pids+=($!)
     names+=("$name")
+    PID_OF[$name]=$!
     echo "  $name: pid $!, log .state/logs/$name.log"
 }
 
@@ -70,6 +73,11 @@ wait_healthy() { # name url
 import sys, urllib.request
 urllib.request.urlopen(sys.argv[1], timeout=1).read()
 PY
+        if ! kill -0 "${PID_OF[$1]}" 2>/dev/null; then   # died during start-up: no point waiting
+            echo "  $1 exited during start-up; last log lines:" >&2
+            tail -n 20 "$LOGS/$1.log" >&2
+            return 1
+        fi
         sleep 0.2
     done
     echo "  $1 did not become healthy at $2; last log lines:" >&2
@@ -77,11 +85,24 @@ PY
     return 1
 }
 
+# Installed = has its entry point. One that is installed but does not import is a broken checkout,
+# not an optional part: show Python's error and start nothing.
+installed() { [[ -x "$BIN/bejo-$1" ]]; }
+broken=""
+for svc in "${SERVICES[@]}" gateway; do
+    installed "$svc" || continue
+    if ! err="$("$BIN/python" -c "import bejo_$svc.app" 2>&1)"; then
+        echo "$svc: installed but fails to import:" >&2
+        printf '%s\n' "$err" | tail -n 30 >&2
+        broken=1
+    fi
+done
+[[ -z "$broken" ]] || { trap - EXIT; exit 1; }   # nothing started yet
+
 echo "starting bejo ($REPLICAS replica(s) of each service)"
-if "$BIN/python" -c "import bejo_notifications.smtp_sink" 2>/dev/null; then
+if installed notifications; then
     start smtp-sink "$BIN/python" -m bejo_notifications.smtp_sink --host 127.0.0.1 --port "$NOTIFICATIONS_SMTP_PORT" --maildir "$MAIL"
 fi
-installed() { [[ -x "$BIN/bejo-$1" ]] && "$BIN/python" -c "import bejo_$1.app" 2>/dev/null; }
 declare -A HEALTH=()     # name → /healthz URL, for every process started
 declare -A URLS=()       # service → comma-separated base URLs of its replicas, for the gateway
 declare -A LISTENING=()  # service → its ports, for the summary
@@ -126,5 +147,19 @@ cat <<EOF2
   a token         .venv/bin/bejo token --role pp --sub pp-1 --pemda 35.15 --satker dinkes-sidoarjo
 Ctrl-C stops the services (make infra-down stops RabbitMQ and the Mongo-wire server).
 EOF2
-wait -n "${pids[@]}" || true
-[[ -z "$stopping" ]] && echo "a process exited; see .state/logs/ (stopping the others)" >&2
+# Ctrl-C/SIGTERM interrupt this wait and run the trap (exit 0). Otherwise a child has exited, which
+# is never expected: name it (the one whose pid is gone), show its log, stop the rest, exit 1.
+status=0
+wait -n "${pids[@]}" || status=$?
+dead=""
+for name in "${names[@]}"; do
+    kill -0 "${PID_OF[$name]}" 2>/dev/null || dead="${dead:+$dead, }$name"
+done
+echo >&2
+echo "${dead:-a process} exited unexpectedly (status $status); last log lines:" >&2
+for name in ${dead//,/}; do
+    echo "----- .state/logs/$name.log -----" >&2
+    tail -n 20 "$LOGS/$name.log" >&2
+done
+stop_all
+exit 1
