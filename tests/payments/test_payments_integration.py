@@ -22,9 +22,10 @@ from bejo_contracts.payments import (
     VirtualAccountExpired,
     VirtualAccountIssued,
 )
+from bejo_payments import scheduler
 from bejo_payments.app import build
 from bejo_payments.sandbox import CALLBACK_PATH
-from bejo_payments.service import SETTLEMENT_GRACE
+from bejo_payments.scheduler import SETTLEMENT_GRACE
 from bejo_payments.settings import PaymentsSettings
 from bejo_payments.snap import WIB
 
@@ -289,6 +290,37 @@ async def test_cancelled_order_voids_the_unpaid_payment(start_payments: StartPay
         assert await p.ledger(payment["id"]) == []
 
 
+async def test_illegal_transition_is_a_409_problem(start_payments: StartPayments) -> None:
+    # A cancelled KKPD payment can become nothing else: charging it is refused with a problem the
+    # client can act on (never a 500), naming the status it is in and the one it was asked for.
+    async with start_payments() as p:
+        order = p.received(lines=[(1, 100_000)], method="kkpd")
+        payment = await p.invoiced(order)
+        await p.publish(
+            OrderCancelled(
+                **order.model_dump(exclude={"bast_number", "from_status", "status"}),
+                from_status="received",
+                status="cancelled",
+                reason="dibatalkan",
+            )
+        )
+
+        async def cancelled() -> bool:
+            return bool((await p.get(f"/api/v1/payments/{payment['id']}", p.admin()))["status"] == "cancelled")
+
+        await wait_until(cancelled)
+        url = f"{p.base_url}/api/v1/payments/{payment['id']}/charge"
+        async with p.http.post(url, headers=p.bendahara(), json={"card_token": "kkpd-tok-9"}) as response:
+            assert response.status == 409
+            assert response.content_type == "application/problem+json"
+            problem = await response.json(content_type=None)
+        assert problem["status"] == 409
+        assert problem["code"] == "illegal_transition"
+        assert problem["type"] == "https://bejo.dev/problems/illegal_transition"
+        assert (problem["current_status"], problem["target_status"]) == ("cancelled", "paid")
+        assert (await p.get(f"/api/v1/payments/{payment['id']}", p.admin()))["status"] == "cancelled"
+
+
 async def test_object_level_authorization(start_payments: StartPayments) -> None:
     async with start_payments() as p:
         order = p.received(lines=[(1, 100_000)])
@@ -368,14 +400,14 @@ async def test_the_sweep_settles_a_payment_whose_writer_died_after_the_paid_writ
         doc = await p.service.repo.get(payment["id"])
         assert doc is not None
         # What a paying callback writes first; the process "dies" before settling.
-        paid = await p.service._mark_paid(doc, reference="X", via="test", now=doc["created_at"])
+        paid = await p.service.mark_paid(doc, reference="X", via="test", now=doc["created_at"])
         assert [e["kind"] for e in await p.ledger(payment["id"])] == ["payment_received"] * 2
         # Within the grace its writer may still be settling it: the sweep leaves it alone.
-        assert await p.service.settle_stalled(paid["updated_at"]) == 0
+        assert await scheduler.settle_stalled(p.service, paid["updated_at"]) == 0
 
         later = paid["updated_at"] + SETTLEMENT_GRACE * 2
-        await asyncio.gather(*(replica.service.settle_stalled(later) for replica in p.replicas))
-        await asyncio.gather(*(replica.service.settle_stalled(later) for replica in p.replicas))
+        await asyncio.gather(*(scheduler.settle_stalled(replica.service, later) for replica in p.replicas))
+        await asyncio.gather(*(scheduler.settle_stalled(replica.service, later) for replica in p.replicas))
         after = await p.service.repo.get(payment["id"])
         assert after is not None and after["status"] == "settled"
         assert [h["status"] for h in after["history"]] == ["awaiting_payment", "paid", "settled"]

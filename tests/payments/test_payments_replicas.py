@@ -20,6 +20,7 @@ from bejo_contracts.payments import (
     VirtualAccountExpired,
 )
 from bejo_kit.mongo import utcnow
+from bejo_payments import scheduler
 from bejo_payments.snap import WIB
 
 pytestmark = pytest.mark.integration
@@ -76,9 +77,9 @@ async def test_both_replicas_sweeping_expire_each_va_once(start_payments: StartP
         payments = [await p.invoiced(p.received(lines=[(1, 100_000 + n)])) for n in range(3)]
         # Due for both sweeps at once (their own loops, on the real clock, see nothing due for a day).
         later = utcnow() + timedelta(days=2)
-        counts = await asyncio.gather(*(replica.service.expire_due(later) for replica in p.replicas))
+        counts = await asyncio.gather(*(scheduler.expire_due(replica.service, later) for replica in p.replicas))
         assert sum(counts) == len(payments), counts
-        assert await asyncio.gather(*(replica.service.expire_due(later) for replica in p.replicas)) == [0, 0]
+        assert await asyncio.gather(*(scheduler.expire_due(replica.service, later) for replica in p.replicas)) == [0, 0]
         for payment in payments:
             doc = await p.service.repo.get(payment["id"])
             assert doc is not None and statuses(doc) == ["awaiting_payment", "va_expired"]

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from bejo_kit.api import ENDPOINTS, ApiRequest, Endpoint, Handler, Router
 from bejo_kit.mongo import Document, utcnow
 
+from .callbacks import SnapCallbacks
 from .sandbox import CALLBACK_PATH, send_payment_callback
 from .service import PaymentsService
 from .settings import PaymentsSettings
@@ -18,6 +19,7 @@ from .settings import PaymentsSettings
 router = Router(tag="payments")
 sandbox_router = Router(tag="sandbox")
 SERVICE = web.AppKey("payments_service", PaymentsService)
+CALLBACKS = web.AppKey("payments_callbacks", SnapCallbacks)
 SETTINGS = web.AppKey("payments_settings", PaymentsSettings)
 
 BUYERS_AND_OVERSIGHT = ("pp", "ppk", "bendahara", "penyedia", "admin", "auditor")
@@ -201,8 +203,7 @@ async def refund(req: ApiRequest[RefundRequest, None]) -> PaymentOut:
 
 async def snap_callback(request: web.Request) -> web.Response:
     """Bank payment notification (SNAP). No JWT: the X-SIGNATURE is the authentication."""
-    service = request.app[SERVICE]
-    result = await service.handle_callback(dict(request.headers), await request.read(), utcnow())
+    result = await request.app[CALLBACKS].handle(dict(request.headers), await request.read(), utcnow())
     return web.json_response(result.body, status=result.http_status)
 
 

@@ -6,8 +6,9 @@ from aiohttp import web
 
 from bejo_kit.runtime import Runtime, run_service
 
-from . import api, consumers, repository
+from . import api, consumers, repository, scheduler
 from .adapters import SandboxBank
+from .callbacks import SnapCallbacks
 from .service import PaymentsService
 from .settings import PaymentsSettings
 
@@ -20,13 +21,14 @@ def build(settings: PaymentsSettings | None = None) -> web.Application:
     provider = SandboxBank(settings.va_prefix, settings.kkpd_limit)
     service = PaymentsService(settings, payments, runtime.bus, provider)
     consumers.subscribe(runtime.bus, service)
-    runtime.add_loop("va-expiry-and-settlement", service.run_background)
+    runtime.add_loop("va-expiry-and-settlement", lambda: scheduler.run(service))
 
     app = runtime.create_app(
         title="bejo payments",
         description="Invoices with tax withholding, VA and KKPD payments, signed SNAP callbacks, ledger, settlement.",
     )
     app[api.SERVICE] = service
+    app[api.CALLBACKS] = SnapCallbacks(service)
     app[api.SETTINGS] = settings
     api.router.install(app)
     api.install_callback(app)

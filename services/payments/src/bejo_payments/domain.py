@@ -8,6 +8,8 @@ from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 from typing import Literal
 
+from bejo_kit.errors import Conflict
+
 PaymentStatus = Literal["awaiting_payment", "va_expired", "paid", "settled", "refunded", "cancelled"]
 
 # status -> the statuses it may move to
@@ -21,9 +23,17 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
-class IllegalTransition(Exception):
-    def __init__(self, current: str, target: str) -> None:
-        super().__init__(f"a payment in status {current!r} cannot become {target!r}")
+class IllegalTransition(Conflict):
+    """A Conflict so that, wherever a use case raises it, the client gets a 409 problem, never a 500."""
+
+    code = "illegal_transition"
+
+    def __init__(self, current: str, target: str, detail: str | None = None) -> None:
+        super().__init__(
+            detail or f"a payment in status {current!r} cannot become {target!r}",
+            current_status=current,
+            target_status=target,
+        )
         self.current = current
         self.target = target
 
