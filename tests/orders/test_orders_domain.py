@@ -9,17 +9,15 @@ import pytest
 from bejo_contracts import orders as events
 from bejo_contracts.orders import OrderLine
 from bejo_kit.errors import Forbidden, ValidationProblem
-from bejo_orders import domain
+from bejo_orders import domain, rules
 from bejo_orders.domain import (
     RULES,
     SYSTEM_CALLER,
     Caller,
-    Caps,
-    CartLine,
     IllegalTransition,
     Order,
-    ProductFacts,
 )
+from bejo_orders.rules import Caps, CartLine, ProductFacts
 
 NOW = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)  # a Friday, 10:00 WIB
 PP = Caller(sub="pp-1", role="pp", name="Ani", pemda="35.15", satker="dinkes")
@@ -192,20 +190,20 @@ def test_events_carry_the_order_facts_and_the_actor() -> None:
 
 def test_caps_per_method_and_per_supplier() -> None:
     caps = Caps(va=200, kkpd=100, kkpd_per_supplier=50)
-    assert domain.cap_breach("va", {"a": 200, "b": 150}, caps) is None
-    breach = domain.cap_breach("va", {"a": 201}, caps)
+    assert rules.cap_breach("va", {"a": 200, "b": 150}, caps) is None
+    breach = rules.cap_breach("va", {"a": 201}, caps)
     assert breach is not None and breach.cap == "va" and breach.limit == 200
-    per_supplier = domain.cap_breach("kkpd", {"a": 40, "b": 60}, caps)
+    per_supplier = rules.cap_breach("kkpd", {"a": 40, "b": 60}, caps)
     assert per_supplier is not None and per_supplier.cap == "kkpd_per_supplier" and per_supplier.provider_id == "b"
-    assert domain.cap_breach("kkpd", {"a": 101}, caps).cap == "kkpd"  # type: ignore[union-attr]
+    assert rules.cap_breach("kkpd", {"a": 101}, caps).cap == "kkpd"  # type: ignore[union-attr]
 
 
 def test_default_caps_follow_the_domain_brief() -> None:
     caps = Caps()
-    assert domain.cap_breach("kkpd", {"a": 50_000_000}, caps) is None
-    assert domain.cap_breach("kkpd", {"a": 50_000_001}, caps) is not None
-    assert domain.cap_breach("va", {"a": 200_000_000}, caps) is None
-    assert "Rp 200.000.000" in domain.cap_breach("va", {"a": 200_000_001}, caps).message()  # type: ignore[union-attr]
+    assert rules.cap_breach("kkpd", {"a": 50_000_000}, caps) is None
+    assert rules.cap_breach("kkpd", {"a": 50_000_001}, caps) is not None
+    assert rules.cap_breach("va", {"a": 200_000_000}, caps) is None
+    assert "Rp 200.000.000" in rules.cap_breach("va", {"a": 200_000_001}, caps).message()  # type: ignore[union-attr]
 
 
 # -- cart splitting -----------------------------------------------------------------------------
@@ -229,7 +227,7 @@ def facts(pid: str, provider: str, price: int = 1000, **kw: object) -> ProductFa
 
 def test_split_cart_by_provider() -> None:
     products = {"a": facts("a", "p1", 10), "b": facts("b", "p2", 20), "c": facts("c", "p1", 30)}
-    carts = domain.split_cart([CartLine("a", 1), CartLine("b", 2), CartLine("c", 3)], products, "35.15")  # type: ignore[arg-type]
+    carts = rules.split_cart([CartLine("a", 1), CartLine("b", 2), CartLine("c", 3)], products, "35.15")  # type: ignore[arg-type]
     assert [(c.provider_id, [line.product_id for line in c.lines], c.total) for c in carts] == [
         ("p1", ["a", "c"], 100),
         ("p2", ["b"], 40),
@@ -247,7 +245,7 @@ def test_split_cart_names_every_bad_line() -> None:
     cart = [CartLine("gone", 1), CartLine("off", 1), CartLine("far", 1), CartLine("bulk", 2), CartLine("ok", 1)]
     cart.append(CartLine("ok", 1))
     with pytest.raises(ValidationProblem) as exc:
-        domain.split_cart(cart, products, "35.15")
+        rules.split_cart(cart, products, "35.15")
     fields = [(e["field"], e["type"]) for e in exc.value.extra["errors"]]
     assert fields == [
         ("lines.0.product_id", "not_found"),
@@ -259,16 +257,16 @@ def test_split_cart_names_every_bad_line() -> None:
 
 
 def test_region_covers_children() -> None:
-    assert domain.in_region(("35",), "35.15")
-    assert domain.in_region((), "35.15")
-    assert not domain.in_region(("35.1",), "35.15")
+    assert rules.in_region(("35",), "35.15")
+    assert rules.in_region((), "35.15")
+    assert not rules.in_region(("35.1",), "35.15")
 
 
 # -- working days -------------------------------------------------------------------------------
 
 
 def wib(y: int, m: int, d: int, h: int = 0) -> datetime:
-    return datetime(y, m, d, h, tzinfo=domain.WIB)
+    return datetime(y, m, d, h, tzinfo=rules.WIB)
 
 
 @pytest.mark.parametrize(
@@ -282,32 +280,32 @@ def wib(y: int, m: int, d: int, h: int = 0) -> datetime:
     ],
 )
 def test_working_days_in_wib(start: datetime, days: int, due: datetime) -> None:
-    assert domain.add_working_days(start, days) == due
+    assert rules.add_working_days(start, days) == due
 
 
 def test_working_day_counting_uses_wib_not_utc() -> None:
     # Friday 23:00 UTC is already Saturday 06:00 in Jakarta: counting starts Monday 00:00 WIB.
     start = datetime(2026, 11, 27, 23, 0, tzinfo=UTC)
-    assert domain.add_working_days(start, 1) == wib(2026, 12, 1, 0)
+    assert rules.add_working_days(start, 1) == wib(2026, 12, 1, 0)
 
 
 def test_approval_due_at_prefers_a_seconds_timeout() -> None:
-    assert domain.approval_due_at(NOW, working_days=3, timeout_seconds=2) == NOW + timedelta(seconds=2)
-    assert domain.approval_due_at(NOW, working_days=3, timeout_seconds=None) == wib(2026, 12, 2, 10)
+    assert rules.approval_due_at(NOW, working_days=3, timeout_seconds=2) == NOW + timedelta(seconds=2)
+    assert rules.approval_due_at(NOW, working_days=3, timeout_seconds=None) == wib(2026, 12, 2, 10)
 
 
 # -- BAST and periods ---------------------------------------------------------------------------
 
 
 def test_bast_number_format() -> None:
-    assert domain.bast_number("35.15", 2026, 123) == "BAST/35.15/2026/000123"
+    assert rules.bast_number("35.15", 2026, 123) == "BAST/35.15/2026/000123"
     with pytest.raises(ValueError):
-        domain.bast_number("35.15", 2026, 1_000_000)
-    assert domain.bast_year(datetime(2026, 12, 31, 18, tzinfo=UTC)) == 2027  # 01:00 WIB on 1 January
+        rules.bast_number("35.15", 2026, 1_000_000)
+    assert rules.bast_year(datetime(2026, 12, 31, 18, tzinfo=UTC)) == 2027  # 01:00 WIB on 1 January
 
 
 def test_wib_day_bounds_and_periods() -> None:
-    start, end = domain.wib_day_bounds(wib(2026, 11, 1).date(), wib(2026, 11, 30).date())
+    start, end = rules.wib_day_bounds(wib(2026, 11, 1).date(), wib(2026, 11, 30).date())
     assert start == datetime(2026, 10, 31, 17, tzinfo=UTC)
     assert end == datetime(2026, 11, 30, 17, tzinfo=UTC)
-    assert domain.period_of(datetime(2026, 11, 30, 18, tzinfo=UTC)) == "2026-12"
+    assert rules.period_of(datetime(2026, 11, 30, 18, tzinfo=UTC)) == "2026-12"

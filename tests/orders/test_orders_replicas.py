@@ -100,7 +100,7 @@ async def test_expiry_sweeps_on_both_replicas_race_the_ppk_and_act_once(harness:
     approvals = [o for n, o in enumerate(orders) if n % 2 == 0]
 
     # Both replicas sweep twice, as if every deadline had passed, while the PPK approves half.
-    sweeps = [service.expire_due(FAR_FUTURE) for service in h.services * 2]
+    sweeps = [service.transitions.expire_due(FAR_FUTURE) for service in h.services * 2]
     approving = [h.replica(n % 2).act(o["id"], "approve", h.ppk) for n, o in enumerate(approvals)]
     results = await asyncio.gather(*sweeps, *approving)
     expired_here: list[int] = list(results[: len(sweeps)])
@@ -117,7 +117,7 @@ async def test_expiry_sweeps_on_both_replicas_race_the_ppk_and_act_once(harness:
         assert await history(h, oid) == [(None, "placed"), ("placed", "reserved"), ("reserved", status)]
         await h.wait_event(oid, status)
         assert len(distinct_events(h, oid, "approved", "expired")) == 1
-    assert all([await service.expire_due(FAR_FUTURE) == 0 for service in h.services])
+    assert all([await service.transitions.expire_due(FAR_FUTURE) == 0 for service in h.services])
 
 
 async def test_bast_numbers_issued_through_both_replicas_are_unique(harness: Harness) -> None:

@@ -10,8 +10,9 @@ from bejo_kit.api import ApiRequest, Reply, Router
 from bejo_kit.mongo import utcnow
 
 from . import ocds
+from .checkout import IDEMPOTENCY_HEADER
 from .domain import Action
-from .service import IDEMPOTENCY_HEADER, OrdersService
+from .service import OrdersService
 from .views import (
     CheckoutView,
     HistoryView,
@@ -42,14 +43,14 @@ def service_of(req: ApiRequest[Any, Any]) -> OrdersService:
 @router.get("/api/v1/orders/stats", query=StatsQuery, response=Stats)
 async def order_stats(req: ApiRequest[None, StatsQuery]) -> Stats:
     """Transparency figures: paid and completed orders by pemda and month (public)."""
-    return await service_of(req).stats(req.query)
+    return await service_of(req).queries.stats(req.query)
 
 
 @router.get("/api/v1/ocds/releases", query=OcdsQuery, response=ReleasePackage)
 async def ocds_releases(req: ApiRequest[None, OcdsQuery]) -> dict[str, Any]:
     """Approved orders as an OCDS 1.1 release package (public; paged with `links.next`)."""
     service = service_of(req)
-    releases, next_cursor = await service.ocds_releases(req.query)
+    releases, next_cursor = await service.queries.ocds_releases(req.query)
     url = req.request.url
     next_uri = str(url.update_query(cursor=next_cursor)) if next_cursor else None
     return ocds.release_package(
@@ -70,7 +71,7 @@ async def ocds_releases(req: ApiRequest[None, OcdsQuery]) -> dict[str, Any]:
 )
 async def place_order(req: ApiRequest[PlaceOrder, None]) -> Reply:
     """Check out a cart (header Idempotency-Key required): one order per provider."""
-    return await service_of(req).place(req.user, req.request.headers.get(IDEMPOTENCY_HEADER), req.body)
+    return await service_of(req).checkout.place(req.user, req.request.headers.get(IDEMPOTENCY_HEADER), req.body)
 
 
 @router.get(
@@ -81,7 +82,7 @@ async def place_order(req: ApiRequest[PlaceOrder, None]) -> Reply:
 )
 async def list_orders(req: ApiRequest[None, ListQuery]) -> OrderList:
     """Orders visible to the caller, newest first, with an opaque cursor."""
-    return await service_of(req).list(req.user, req.query)
+    return await service_of(req).queries.list_orders(req.user, req.query)
 
 
 @router.get(
@@ -92,7 +93,7 @@ async def list_orders(req: ApiRequest[None, ListQuery]) -> OrderList:
 )
 async def get_order(req: ApiRequest[None, None]) -> OrderView:
     """One order."""
-    return OrderView.of(await service_of(req).get_visible(req.path("id"), req.user))
+    return OrderView.of(await service_of(req).queries.get_visible(req.path("id"), req.user))
 
 
 @router.get(
@@ -103,13 +104,13 @@ async def get_order(req: ApiRequest[None, None]) -> OrderView:
 )
 async def order_history(req: ApiRequest[None, None]) -> dict[str, Any]:
     """The append-only audit trail: actor, role, time, from → to, reason."""
-    order = await service_of(req).get_visible(req.path("id"), req.user)
+    order = await service_of(req).queries.get_visible(req.path("id"), req.user)
     # by alias: the entries' wire names are `from` and `to`
     return HistoryView(order_id=order.id, items=order.history).model_dump(mode="json", by_alias=True)
 
 
 async def _act(req: ApiRequest[Any, Any], action: Action, **kwargs: str | None) -> OrderView:
-    order = await service_of(req).act(req.user, req.path("id"), action, **kwargs)
+    order = await service_of(req).transitions.act(req.user, req.path("id"), action, **kwargs)
     return OrderView.of(order)
 
 

@@ -18,8 +18,8 @@ def build(settings: OrdersSettings | None = None) -> web.Application:
     runtime = Runtime(settings, outbox_collections=[ORDERS], indexes=INDEXES)
     repo = Repository(runtime.db, runtime.outbox)
     service = OrdersService(repo, runtime.bus, settings)
-    Consumers(service, repo).subscribe(runtime.bus)
-    runtime.add_loop("order-expiry", service.expiry_loop)
+    Consumers(service.transitions, repo).subscribe(runtime.bus)
+    runtime.add_loop("order-expiry", service.transitions.expiry_loop)
     app = runtime.create_app(
         title="bejo orders",
         description="Government checkout saga: PPK approval, BAST, timeouts, audit trail.",

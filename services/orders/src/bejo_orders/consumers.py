@@ -19,7 +19,7 @@ from bejo_kit.bus import Bus, IncomingEvent
 from bejo_kit.logging import get_logger
 
 from .repository import Repository
-from .service import OrdersService
+from .transitions import Transitions
 
 log = get_logger(__name__)
 Handler = Callable[[IncomingEvent], Awaitable[None]]
@@ -29,8 +29,8 @@ PROVIDER_EVENTS: dict[str, type[ProviderEvent]] = {
 
 
 class Consumers:
-    def __init__(self, service: OrdersService, repo: Repository) -> None:
-        self.service = service
+    def __init__(self, transitions: Transitions, repo: Repository) -> None:
+        self.transitions = transitions
         self.repo = repo
         self.catalog_handlers: dict[str, Handler] = {
             ProductUpserted.TYPE: self.product_upserted,
@@ -71,19 +71,19 @@ class Consumers:
         await self.repo.upsert_provider(data.provider_id, data.status, event.envelope.time)
 
     async def stock_reserved(self, event: IncomingEvent) -> None:
-        await self.service.on_stock_reserved(event.id, event.data(StockReserved))
+        await self.transitions.on_stock_reserved(event.id, event.data(StockReserved))
 
     async def stock_rejected(self, event: IncomingEvent) -> None:
-        await self.service.on_stock_rejected(event.id, event.data(StockRejected))
+        await self.transitions.on_stock_rejected(event.id, event.data(StockRejected))
 
     async def invoice_issued(self, event: IncomingEvent) -> None:
-        await self.service.on_invoice_issued(event.id, event.data(InvoiceIssued))
+        await self.transitions.on_invoice_issued(event.id, event.data(InvoiceIssued))
 
     async def payment_succeeded(self, event: IncomingEvent) -> None:
-        await self.service.on_payment_succeeded(event.id, event.data(PaymentSucceeded))
+        await self.transitions.on_payment_succeeded(event.id, event.data(PaymentSucceeded))
 
     async def settlement_completed(self, event: IncomingEvent) -> None:
-        await self.service.on_settlement_completed(event.id, event.data(SettlementCompleted))
+        await self.transitions.on_settlement_completed(event.id, event.data(SettlementCompleted))
 
     async def refund_completed(self, event: IncomingEvent) -> None:
-        await self.service.on_refund_completed(event.id, event.data(RefundCompleted))
+        await self.transitions.on_refund_completed(event.id, event.data(RefundCompleted))

@@ -10,6 +10,7 @@ Collections:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -46,6 +47,10 @@ INDEXES = Indexes(
         ]
     }
 )
+PAID_STATUSES = ("paid", "completed")
+# A [start, end) time range, either end open; a page position: the last row's (time, _id).
+Bounds = tuple[datetime | None, datetime | None]
+Position = tuple[datetime, str]
 # Listing and stats never need the heavy arrays.
 SUMMARY = {"history": 0, "inbox": 0, **WITHOUT_OUTBOX}
 
@@ -92,14 +97,53 @@ class Repository:
             condition, update = guarded(condition, update, event_id)
         return await self.outbox.update_one(self.orders, condition, update, envelopes)
 
-    async def list_orders(self, filter_: Document, limit: int) -> list[Document]:
-        """Newest first (created_at, then _id, descending)."""
-        return await self.orders.find(filter_, SUMMARY).sort(NEWEST_FIRST).limit(limit).to_list()
+    async def list_orders(
+        self,
+        *,
+        limit: int,
+        pemda: str | None = None,
+        within: str | None = None,
+        satker: str | None = None,
+        provider_id: str | None = None,
+        status: str | None = None,
+        created: Bounds = (None, None),
+        after: Position | None = None,
+    ) -> list[Order]:
+        """Newest first (created_at, then _id, descending); `within` is a pemda and those under it."""
+        filter_: Document = {}
+        if pemda is not None:
+            filter_["pemda"] = pemda
+        if within is not None:
+            filter_["pemda"] = _pemda_and_below(within)
+        if satker:
+            filter_["satker"] = satker
+        if provider_id:
+            filter_["provider_id"] = provider_id
+        if status:
+            filter_["status"] = status
+        if between := _between(created):
+            filter_["created_at"] = between
+        filter_.update(_after("created_at", after))
+        docs = await self.orders.find(filter_, SUMMARY).sort(NEWEST_FIRST).limit(limit).to_list()
+        return [Order.model_validate(doc) for doc in docs]
 
-    async def paid_orders(self, filter_: Document) -> list[Document]:
+    async def paid_orders(self, *, within: str | None = None, paid: Bounds = (None, None)) -> list[Document]:
+        """Pemda, total and payment time of the paid and completed orders, optionally in a pemda and period."""
+        filter_: Document = {"status": {"$in": list(PAID_STATUSES)}}
+        if within:
+            filter_["pemda"] = _pemda_and_below(within)
+        if between := _between(paid):
+            filter_["paid_at"] = between  # `pay` and `settle` both set it
         return await self.orders.find(filter_, {"pemda": 1, "total": 1, "paid_at": 1}).to_list()
 
-    async def recently_changed(self, filter_: Document, limit: int) -> list[Order]:
+    async def recently_changed(
+        self, statuses: Sequence[str], *, within: str | None = None, after: Position | None = None, limit: int
+    ) -> list[Order]:
+        """Orders in `statuses`, most recently changed first (updated_at, then _id, descending)."""
+        filter_: Document = {"status": {"$in": list(statuses)}}
+        if within:
+            filter_["pemda"] = _pemda_and_below(within)
+        filter_.update(_after("updated_at", after))
         projection = {"inbox": 0, **WITHOUT_OUTBOX}
         cursor = self.orders.find(filter_, projection).sort([("updated_at", DESCENDING), ("_id", DESCENDING)])
         return [Order.model_validate(doc) for doc in await cursor.limit(limit).to_list()]
@@ -177,3 +221,21 @@ async def _keep_newest(
             continue
         return result.modified_count == 1 or result.upserted_id is not None
     return False
+
+
+def _pemda_and_below(pemda: str) -> Document:
+    """A pemda code and the codes under it (`35` matches `35` and `35.15`, not `351`)."""
+    return {"$regex": f"^{re.escape(pemda)}(\\.|$)"}
+
+
+def _between(bounds: Bounds) -> Document:
+    start, end = bounds
+    return {op: at for op, at in (("$gte", start), ("$lt", end)) if at is not None}
+
+
+def _after(field: str, position: Position | None) -> Document:
+    """The rows after `position` in (`field`, `_id`) descending order, as a filter."""
+    if position is None:
+        return {}
+    at, last_id = position
+    return {"$or": [{field: {"$lt": at}}, {field: at, "_id": {"$lt": last_id}}]}

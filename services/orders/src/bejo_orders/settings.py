@@ -7,7 +7,7 @@ from pydantic_settings import SettingsConfigDict
 
 from bejo_kit.settings import KitSettings
 
-from .domain import Caps
+from .rules import Caps
 
 
 class OrdersSettings(KitSettings):

@@ -1,0 +1,113 @@
+"""Queries: one order, listings scoped to the caller, transparency stats and OCDS releases.
+
+They state what they want; the Mongo filters are the repository's."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from bejo_kit.auth import BUYER_ROLES, Principal
+from bejo_kit.errors import NotFound, ValidationProblem
+from bejo_kit.paging import decode_cursor, encode_cursor
+
+from . import domain, ocds, rules
+from .domain import Order
+from .repository import Repository
+from .settings import OrdersSettings
+from .transitions import caller_of
+from .views import ListQuery, OcdsQuery, OrderList, OrderView, Stats, StatsQuery
+
+
+class Queries:
+    def __init__(self, repo: Repository, settings: OrdersSettings) -> None:
+        self.repo = repo
+        self.settings = settings
+
+    async def get_visible(self, order_id: str, principal: Principal) -> Order:
+        order = await self.repo.get_order(order_id)
+        if order is None or not domain.can_see(order, caller_of(principal)):
+            raise NotFound(f"no order {order_id}", code="order_not_found")
+        return order
+
+    async def list_orders(self, principal: Principal, query: ListQuery) -> OrderList:
+        nothing = OrderList(items=[], next_cursor=None)
+        pemda = within = None
+        satker, provider_id = query.satker, query.provider_id
+        if principal.role in BUYER_ROLES:
+            if satker and satker != principal.satker:
+                return nothing
+            pemda, satker = principal.pemda, principal.satker
+        elif principal.role == "penyedia":
+            if provider_id and provider_id != principal.provider_id:
+                return nothing
+            provider_id = principal.provider_id
+        else:
+            within = query.pemda or principal.pemda
+            if not (within == principal.pemda or within.startswith(principal.pemda + ".")):
+                return nothing
+        orders = await self.repo.list_orders(
+            pemda=pemda,
+            within=within,
+            satker=satker,
+            provider_id=provider_id,
+            status=query.status,
+            created=rules.wib_day_bounds(query.from_, query.to),
+            after=_position(query.cursor, "a next_cursor"),
+            limit=query.limit + 1,
+        )
+        page = orders[: query.limit]
+        next_cursor = None
+        if len(orders) > query.limit:
+            last = page[-1]
+            next_cursor = encode_cursor({"at": last.created_at.isoformat(), "id": last.id})
+        return OrderList(items=[OrderView.of(o) for o in page], next_cursor=next_cursor)
+
+    async def stats(self, query: StatsQuery) -> Stats:
+        by_pemda: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        by_period: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        paid = await self.repo.paid_orders(within=query.pemda, paid=rules.wib_day_bounds(query.from_, query.to))
+        for doc in paid:
+            paid_at: datetime = doc["paid_at"]
+            for bucket in (by_pemda[doc["pemda"]], by_period[rules.period_of(paid_at)]):
+                bucket[0] += 1
+                bucket[1] += int(doc["total"])
+        return Stats.model_validate(
+            {
+                "orders": sum(v[0] for v in by_pemda.values()),
+                "transaction_value": sum(v[1] for v in by_pemda.values()),
+                "participating_pemda": len(by_pemda),
+                "by_pemda": [
+                    {"pemda": k, "orders": v[0], "transaction_value": v[1]} for k, v in sorted(by_pemda.items())
+                ],
+                "by_period": [
+                    {"period": k, "orders": v[0], "transaction_value": v[1]} for k, v in sorted(by_period.items())
+                ],
+            }
+        )
+
+    async def ocds_releases(self, query: OcdsQuery) -> tuple[list[dict[str, Any]], str | None]:
+        """Releases of approved-or-later orders, most recently changed first, and the next cursor."""
+        orders = await self.repo.recently_changed(
+            ocds.PUBLISHED_STATUSES,
+            within=query.pemda,
+            after=_position(query.cursor, "links.next"),
+            limit=query.limit + 1,
+        )
+        page = orders[: query.limit]
+        next_cursor = None
+        if len(orders) > query.limit:
+            next_cursor = encode_cursor({"at": page[-1].updated_at.isoformat(), "id": page[-1].id})
+        return [ocds.release(o, self.settings.ocds_ocid_prefix) for o in page], next_cursor
+
+
+def _position(cursor: str | None, hint: str) -> tuple[datetime, str] | None:
+    """The (time, id) of the last row of the previous page, from an opaque cursor."""
+    position = decode_cursor(cursor)
+    if position is None:
+        return None
+    try:
+        return datetime.fromisoformat(position["at"]), str(position["id"])
+    except (KeyError, TypeError, ValueError):
+        raise ValidationProblem.field("cursor", f"malformed cursor; pass back {hint}") from None
