@@ -54,7 +54,7 @@ def regex(field: str, pattern: str) -> Callable[[Document], bool]:
 
 
 def scope(pemda: str) -> str:
-    """The orders service's pemda-scope regex (bejo_orders.service: re.escape of the code)."""
+    """The orders service's pemda-scope regex (bejo_orders.repository: re.escape of the code)."""
     return f"^{re.escape(pemda)}(\\.|$)"
 
 
