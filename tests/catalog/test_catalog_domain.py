@@ -10,6 +10,7 @@ import pytest
 from bejo_catalog import categories, domain
 from bejo_catalog.domain import RequestedLine, RuleViolation
 from bejo_catalog.search import CatalogIndex, SearchQuery
+from bejo_contracts.errors import IllegalTransition
 from bejo_contracts.pricing import PromotionTerms
 
 NOW = datetime(2026, 12, 12, 5, 0, tzinfo=UTC)  # 12:00 WIB on Harbolnas
@@ -49,7 +50,7 @@ def test_provider_transitions() -> None:
     assert domain.transition("verified", "suspended") == "suspended"
     assert domain.transition("suspended", "verified") == "verified"
     for current, target in [("verified", "verified"), ("suspended", "suspended"), ("pending", "pending")]:
-        with pytest.raises(domain.IllegalTransition):
+        with pytest.raises(IllegalTransition):
             domain.transition(current, target)  # type: ignore[arg-type]
 
 

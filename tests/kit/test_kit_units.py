@@ -11,17 +11,18 @@ import jwt
 import orjson
 import pytest
 import structlog
-from aiohttp import ClientSession
+from aiohttp import ClientSession, web
 from openapi_spec_validator import validate
 from pydantic import BaseModel, ConfigDict, Field
 
 from bejo_contracts import SYSTEM, Envelope, all_models, parse_data
 from bejo_contracts.catalog import ProviderRegistered
+from bejo_contracts.errors import DomainError, IllegalTransition, NotPermitted
 from bejo_contracts.pricing import PromotionTerms, best_offer, discounted_price
 from bejo_kit.api import ApiRequest, Router
 from bejo_kit.auth import TokenVerifier, mint_token
 from bejo_kit.concurrency import WriteConflict, retry_on_conflict
-from bejo_kit.errors import Conflict, Unauthorized, ValidationProblem
+from bejo_kit.errors import Conflict, Unauthorized, ValidationProblem, problem_for
 from bejo_kit.http import create_app
 from bejo_kit.logging import configure_logging
 from bejo_kit.outbox import with_events
@@ -226,6 +227,37 @@ async def test_api_router_validates_renders_problems_and_documents() -> None:
     validate(document)
     operation = document["paths"]["/api/v1/items"]["post"]
     assert operation["x-roles"] == ["penyedia"] and "201" in operation["responses"]
+
+
+def test_domain_errors_map_to_problems_in_one_place() -> None:
+    problem = problem_for(IllegalTransition("cannot approve", current_status="approved", action="approve"))
+    assert problem.status == 409
+    assert problem.body() == {
+        "type": "https://bejo.dev/problems/illegal_transition",
+        "title": "Conflict",
+        "status": 409,
+        "detail": "cannot approve",
+        "code": "illegal_transition",
+        "current_status": "approved",
+        "action": "approve",
+    }
+    assert problem_for(NotPermitted("not yours", code="not_order_pp")).status == 403
+    assert problem_for(DomainError("broken rule", code="some_rule")).body()["code"] == "some_rule"
+
+
+async def test_a_domain_error_raised_by_a_handler_is_a_problem_response() -> None:
+    async def handler(request: web.Request) -> web.Response:
+        raise IllegalTransition("a paid payment cannot be cancelled", current_status="paid")
+
+    app = create_app()
+    app.router.add_post("/things/1/cancel", handler)
+    from support import serve
+
+    async with serve(app) as base, ClientSession() as http, http.post(f"{base}/things/1/cancel") as r:
+        body = await r.json(content_type=None)
+        assert r.status == 409 and r.content_type == "application/problem+json"
+        assert body["code"] == "illegal_transition" and body["current_status"] == "paid"
+        assert body["request_id"] == r.headers["X-Request-ID"]
 
 
 class TestLogging:

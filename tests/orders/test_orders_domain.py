@@ -7,14 +7,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bejo_contracts import orders as events
+from bejo_contracts.errors import IllegalTransition, NotPermitted
 from bejo_contracts.orders import OrderLine
-from bejo_kit.errors import Forbidden, ValidationProblem
+from bejo_kit.errors import ValidationProblem
 from bejo_orders import domain, rules
 from bejo_orders.domain import (
     RULES,
     SYSTEM_CALLER,
     Caller,
-    IllegalTransition,
     Order,
 )
 from bejo_orders.rules import Caps, CartLine, ProductFacts
@@ -87,7 +87,7 @@ def test_happy_path_walks_every_status_and_records_history() -> None:
 def test_approve_outside_reserved_is_illegal_and_names_the_status(status: str) -> None:
     with pytest.raises(IllegalTransition) as exc:
         domain.transition(make_order(status), "approve", PPK, NOW)
-    assert exc.value.status == 409
+    assert exc.value.code == "illegal_transition"
     assert exc.value.extra["current_status"] == status
 
 
@@ -110,17 +110,17 @@ def test_cancel_rules_per_role() -> None:
 
 def test_only_the_placing_pp_may_cancel() -> None:
     other_pp = Caller(sub="pp-2", role="pp", pemda="35.15", satker="dinkes")
-    with pytest.raises(Forbidden) as exc:
+    with pytest.raises(NotPermitted) as exc:
         domain.transition(make_order("reserved"), "cancel", other_pp, NOW, reason="x")
     assert exc.value.code == "not_order_pp"
 
 
 def test_roles_outside_the_rule_are_forbidden() -> None:
     bendahara = Caller(sub="b-1", role="bendahara", pemda="35.15", satker="dinkes")
-    with pytest.raises(Forbidden) as exc:
+    with pytest.raises(NotPermitted) as exc:
         domain.transition(make_order("reserved"), "approve", bendahara, NOW)
     assert exc.value.code == "role_not_allowed"
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotPermitted):
         domain.transition(make_order("reserved"), "approve", SYSTEM_CALLER, NOW)
 
 
@@ -138,7 +138,7 @@ def test_out_of_order_payment_events_still_move_forward() -> None:
 def test_ppk_who_placed_cannot_approve() -> None:
     order = make_order("reserved", ppk_id="pp-1")
     same_person = Caller(sub="pp-1", role="ppk", pemda="35.15", satker="dinkes")
-    with pytest.raises(Forbidden) as exc:
+    with pytest.raises(NotPermitted) as exc:
         domain.transition(order, "approve", same_person, NOW)
     assert exc.value.code == "separation_of_duties"
 
@@ -146,7 +146,7 @@ def test_ppk_who_placed_cannot_approve() -> None:
 def test_only_the_named_ppk_may_approve_reject_receive() -> None:
     other = Caller(sub="ppk-2", role="ppk", pemda="35.15", satker="dinkes")
     for status, action in (("reserved", "approve"), ("reserved", "reject"), ("shipped", "receive")):
-        with pytest.raises(Forbidden) as exc:
+        with pytest.raises(NotPermitted) as exc:
             domain.transition(make_order(status), action, other, NOW, reason="r")  # type: ignore[arg-type]
         assert exc.value.code == "not_order_ppk"
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bejo_contracts.errors import DomainError, NotPermitted
+
 
 class Problem(Exception):
     """An error the client can act on. `code` is a stable machine-readable name."""
@@ -95,3 +97,10 @@ class ServiceUnavailable(Problem):
     status = 503
     code = "service_unavailable"
     title = "Service unavailable"
+
+
+def problem_for(error: DomainError) -> Problem:
+    """The one place a domain error becomes a problem: the status by kind, code and facts kept."""
+    # IllegalTransition and any other broken rule: the request conflicts with the current state.
+    kind: type[Problem] = Forbidden if isinstance(error, NotPermitted) else Conflict
+    return kind(error.detail, code=error.code, **error.extra)

@@ -14,8 +14,10 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bejo_contracts.errors import DomainError
+
 from . import context, metrics
-from .errors import Problem
+from .errors import Problem, problem_for
 from .logging import get_logger
 
 log = get_logger(__name__)
@@ -73,6 +75,8 @@ async def _render_errors(
         return await handler(request)
     except Problem as problem:
         return problem_response(problem)
+    except DomainError as error:
+        return problem_response(problem_for(error))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

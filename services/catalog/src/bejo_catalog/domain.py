@@ -12,6 +12,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from bejo_contracts.catalog import LineRejection, ProductSnapshot, ProviderStatus, RejectionCode
+from bejo_contracts.errors import IllegalTransition
 from bejo_contracts.pricing import PromotionTerms, best_offer
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
@@ -37,13 +38,6 @@ class RuleViolation(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
-
-
-class IllegalTransition(ValueError):
-    def __init__(self, current: ProviderStatus, target: ProviderStatus) -> None:
-        super().__init__(f"a {current} provider cannot become {target}")
-        self.current = current
-        self.target = target
 
 
 # -- validation -------------------------------------------------------------------------------
@@ -127,7 +121,7 @@ _TRANSITIONS: dict[ProviderStatus, set[ProviderStatus]] = {
 
 def transition(current: ProviderStatus, target: ProviderStatus) -> ProviderStatus:
     if target not in _TRANSITIONS[current]:
-        raise IllegalTransition(current, target)
+        raise IllegalTransition(f"a {current} provider cannot become {target}", current_status=current)
     return target
 
 

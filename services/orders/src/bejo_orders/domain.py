@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bejo_contracts import orders as events
 from bejo_contracts.common import Actor, PaymentMethod
+from bejo_contracts.errors import IllegalTransition, NotPermitted
 from bejo_contracts.orders import OrderLine, OrderStatus
-from bejo_kit.errors import Conflict, Forbidden
 
 Action = Literal[
     "reserve",
@@ -89,10 +89,6 @@ RULES: dict[Action, Rule] = {
     "settle": Rule("completed", _only("system", "received", "payment_pending", "paid")),
     "refund": Rule("refunded", _only("system", "paid", "completed")),
 }
-
-
-class IllegalTransition(Conflict):
-    code = "illegal_transition"
 
 
 @dataclass(frozen=True)
@@ -184,21 +180,21 @@ def can_see(order: Order, caller: Caller) -> bool:
 def authorize(order: Order, action: Action, caller: Caller) -> Rule:
     """The rule for `action` once the caller may take it on this order in its current status.
 
-    Raises Forbidden (wrong person for this order) or IllegalTransition (wrong status)."""
+    Raises NotPermitted (wrong person for this order) or IllegalTransition (wrong status)."""
     rule = RULES[action]
     if caller.role not in rule.allowed:
-        raise Forbidden(f"role {caller.role!r} may not {action} an order", code="role_not_allowed", action=action)
+        raise NotPermitted(f"role {caller.role!r} may not {action} an order", code="role_not_allowed", action=action)
     if caller.role == "ppk" and caller.sub != order.ppk_id:
-        raise Forbidden("only the PPK named on the order may act on it", code="not_order_ppk")
+        raise NotPermitted("only the PPK named on the order may act on it", code="not_order_ppk")
     if caller.role == "ppk" and action == "approve" and caller.sub == order.pp_id:
-        raise Forbidden(
+        raise NotPermitted(
             "separation of duties: the PPK approving cannot be the PP who placed the order",
             code="separation_of_duties",
         )
     if caller.role == "pp" and caller.sub != order.pp_id:
-        raise Forbidden("only the PP who placed the order may cancel it", code="not_order_pp")
+        raise NotPermitted("only the PP who placed the order may cancel it", code="not_order_pp")
     if caller.role == "penyedia" and caller.provider_id != order.provider_id:
-        raise Forbidden("the order belongs to another provider", code="not_order_provider")
+        raise NotPermitted("the order belongs to another provider", code="not_order_provider")
     if order.status not in rule.allowed[caller.role]:
         raise IllegalTransition(
             f"cannot {action} an order that is {order.status}",

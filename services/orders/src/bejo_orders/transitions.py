@@ -13,6 +13,7 @@ from typing import Any
 
 from bejo_contracts import Envelope
 from bejo_contracts.catalog import StockRejected, StockReserved
+from bejo_contracts.errors import IllegalTransition
 from bejo_contracts.orders import OrderLine
 from bejo_contracts.payments import InvoiceIssued, PaymentSucceeded, RefundCompleted, SettlementCompleted
 from bejo_kit.auth import Principal
@@ -23,7 +24,7 @@ from bejo_kit.logging import get_logger
 from bejo_kit.mongo import utcnow
 
 from . import domain, rules
-from .domain import SYSTEM_CALLER, Action, Caller, IllegalTransition, Order
+from .domain import SYSTEM_CALLER, Action, Caller, Order
 from .repository import Repository
 from .settings import OrdersSettings
 

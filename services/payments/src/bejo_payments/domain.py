@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 from typing import Literal
 
-from bejo_kit.errors import Conflict
+from bejo_contracts import errors
 
 PaymentStatus = Literal["awaiting_payment", "va_expired", "paid", "settled", "refunded", "cancelled"]
 
@@ -23,10 +23,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
-class IllegalTransition(Conflict):
-    """A Conflict so that, wherever a use case raises it, the client gets a 409 problem, never a 500."""
-
-    code = "illegal_transition"
+class IllegalTransition(errors.IllegalTransition):
+    """Named by the two statuses; the kit renders it as a 409 problem wherever a use case raises it."""
 
     def __init__(self, current: str, target: str, detail: str | None = None) -> None:
         super().__init__(
