@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bejo_contracts import orders as events
+from bejo_contracts.common import WIB
 from bejo_contracts.errors import IllegalTransition, NotPermitted
 from bejo_contracts.orders import OrderLine
 from bejo_kit.errors import ValidationProblem
@@ -266,7 +267,7 @@ def test_region_covers_children() -> None:
 
 
 def wib(y: int, m: int, d: int, h: int = 0) -> datetime:
-    return datetime(y, m, d, h, tzinfo=rules.WIB)
+    return datetime(y, m, d, h, tzinfo=WIB)
 
 
 @pytest.mark.parametrize(

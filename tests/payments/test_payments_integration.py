@@ -13,6 +13,7 @@ import pytest
 from payments_harness import PEMDA, StartPayments, by_account, callback, ledger_sum
 from support import bearer, serve, service_settings, token, wait_until
 
+from bejo_contracts.common import WIB
 from bejo_contracts.orders import OrderCancelled
 from bejo_contracts.payments import (
     InvoiceIssued,
@@ -27,7 +28,6 @@ from bejo_payments.app import build
 from bejo_payments.sandbox import CALLBACK_PATH
 from bejo_payments.scheduler import SETTLEMENT_GRACE
 from bejo_payments.settings import PaymentsSettings
-from bejo_payments.snap import WIB
 
 pytestmark = pytest.mark.integration
 

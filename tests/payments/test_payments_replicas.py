@@ -12,6 +12,7 @@ import pytest
 from payments_harness import PEMDA, Payments, StartPayments, by_account, callback, ledger_sum
 from support import wait_until
 
+from bejo_contracts.common import WIB
 from bejo_contracts.payments import (
     InvoiceIssued,
     PaymentSucceeded,
@@ -21,7 +22,6 @@ from bejo_contracts.payments import (
 )
 from bejo_kit.mongo import utcnow
 from bejo_payments import scheduler
-from bejo_payments.snap import WIB
 
 pytestmark = pytest.mark.integration
 

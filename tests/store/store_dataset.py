@@ -4,14 +4,13 @@ use to compute each expected answer (never by asking the server)."""
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 Document = dict[str, Any]
 
 T = datetime(2025, 3, 10, 0, 0, tzinfo=UTC)
 NOW = T + timedelta(hours=2)
-WIB = timezone(timedelta(hours=7), "WIB")
 MISSING = object()
 
 

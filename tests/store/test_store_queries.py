@@ -18,8 +18,10 @@ import pytest
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from store_dataset import DOCS, MISSING, NOW, WIB, by_id, dataset, get, h, is_number, nullish, project
+from store_dataset import DOCS, MISSING, NOW, by_id, dataset, get, h, is_number, nullish, project
 from store_harness import Document
+
+from bejo_contracts.common import WIB
 
 pytestmark = [pytest.mark.integration, pytest.mark.store]
 

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
-from store_dataset import WIB, entry, h
+from store_dataset import entry, h
 from store_harness import Document
+
+from bejo_contracts.common import WIB
 
 pytestmark = [pytest.mark.integration, pytest.mark.store]
 

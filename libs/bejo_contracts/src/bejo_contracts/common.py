@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta, timezone
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 Role = Literal["pp", "ppk", "bendahara", "penyedia", "admin", "auditor"]
 PaymentMethod = Literal["va", "kkpd"]
+
+# Western Indonesia Time (Asia/Jakarta): a fixed UTC+7 with no daylight saving, so no tz database is needed.
+WIB = timezone(timedelta(hours=7), "WIB")
 
 
 class Actor(BaseModel):

@@ -9,13 +9,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 from bejo_contracts.catalog import LineRejection, ProductSnapshot, ProviderStatus, RejectionCode
+from bejo_contracts.common import WIB
 from bejo_contracts.errors import IllegalTransition
 from bejo_contracts.pricing import PromotionTerms, best_offer
-
-JAKARTA = ZoneInfo("Asia/Jakarta")
 
 NIB_PATTERN = re.compile(r"^\d{13}$")
 NPWP_FORMATTED = re.compile(r"^\d{2}\.\d{3}\.\d{3}\.\d-\d{3}\.\d{3}$")
@@ -97,7 +95,7 @@ def check_promotion(kind: str, value: int, free_shipping: bool, starts_at: datet
 
 def as_aware(value: datetime) -> datetime:
     """Times without an offset are read as Asia/Jakarta (WIB) wall-clock time."""
-    return value.replace(tzinfo=JAKARTA) if value.tzinfo is None else value
+    return value.replace(tzinfo=WIB) if value.tzinfo is None else value
 
 
 def within_pemda(code: str, scope: str) -> bool:

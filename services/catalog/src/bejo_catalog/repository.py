@@ -8,11 +8,10 @@ from pymongo import IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
+from bejo_contracts.common import WIB
 from bejo_kit.inbox import INBOX
 from bejo_kit.mongo import Document, Indexes
 from bejo_kit.outbox import WITHOUT_OUTBOX
-
-from .domain import JAKARTA
 
 PROVIDERS, PRODUCTS, PROMOTIONS, RESERVATIONS = "providers", "products", "promotions", "reservations"
 FEED, FEED_STATE = "feed", "feed_state"
@@ -99,4 +98,4 @@ def public_provider(doc: Document) -> dict[str, Any]:
 
 
 def jakarta(value: Any) -> Any:
-    return value.astimezone(JAKARTA) if hasattr(value, "astimezone") else value
+    return value.astimezone(WIB) if hasattr(value, "astimezone") else value

@@ -22,6 +22,7 @@ from typing import Any
 from aio_pika.exceptions import PublishError
 
 from bejo_contracts.catalog import ProductUpserted
+from bejo_contracts.common import WIB
 from bejo_contracts.pricing import PromotionTerms
 from bejo_kit.bus import Bus
 from bejo_kit.mongo import Document, create_client, database, utcnow
@@ -257,7 +258,7 @@ def generate(providers: int, products: int, promotions: int, random_seed: int, n
     for product in product_docs:
         by_provider.setdefault(product["provider_id"], []).append(product["_id"])
     sellers = [p for p in provider_docs if p["_id"] in by_provider]
-    harbolnas = datetime(now.year, 12, 12, tzinfo=domain.JAKARTA)
+    harbolnas = datetime(now.year, 12, 12, tzinfo=WIB)
     promotion_docs = []
     for n in range(1, min(promotions, len(sellers)) + 1):
         provider = rng.choice(sellers)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
+
+from bejo_contracts.common import WIB
 
 Locale = Literal["id", "en"]
 LOCALES: tuple[Locale, ...] = ("id", "en")
@@ -22,7 +23,6 @@ LOCALES: tuple[Locale, ...] = ("id", "en")
 RecipientRole = Literal["pp", "ppk", "bendahara", "provider", "owner"]
 Channel = Literal["inapp", "email"]
 
-WIB = ZoneInfo("Asia/Jakarta")
 _MONTHS: dict[Locale, tuple[str, ...]] = {
     "id": (
         "Januari",

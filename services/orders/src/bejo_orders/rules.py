@@ -4,15 +4,12 @@ deadline, BAST numbering and WIB calendar dates. No I/O, no clock (callers pass 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
-from bejo_contracts.common import PaymentMethod
+from bejo_contracts.common import WIB, PaymentMethod
 from bejo_contracts.orders import OrderLine
 from bejo_kit.errors import ValidationProblem
-
-# Western Indonesia Time: a fixed UTC+7 with no daylight saving, so no tz database is needed.
-WIB = timezone(timedelta(hours=7), "WIB")
 
 # -- caps ---------------------------------------------------------------------------------------
 

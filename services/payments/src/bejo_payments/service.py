@@ -14,7 +14,7 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from bejo_contracts import Actor
+from bejo_contracts import WIB, Actor
 from bejo_contracts.orders import OrderCancelled, OrderReceived
 from bejo_contracts.payments import (
     InvoiceFigures,
@@ -33,7 +33,7 @@ from bejo_kit.errors import Conflict, NotFound, Problem
 from bejo_kit.logging import get_logger
 from bejo_kit.mongo import Document, utcnow
 
-from . import domain, ledger, snap
+from . import domain, ledger
 from .adapters import PaymentProvider
 from .repository import PaymentsRepository
 from .settings import PaymentsSettings
@@ -116,7 +116,7 @@ class PaymentsService:
             return  # redelivery: this order is invoiced already
         base = domain.invoice_base([(line.quantity, line.unit_price) for line in order.lines], order.total)
         now = utcnow()
-        year = order.occurred_at.astimezone(snap.WIB).year
+        year = order.occurred_at.astimezone(WIB).year
         number = await self.repo.next_invoice_number(order.pemda, year)
         invoice = domain.compute_invoice(
             number,

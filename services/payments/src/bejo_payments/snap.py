@@ -21,10 +21,11 @@ import hmac
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
-WIB = timezone(timedelta(hours=7), "WIB")
+from bejo_contracts.common import WIB
+
 _EXTERNAL_ID = re.compile(r"^[A-Za-z0-9-]{1,36}$")
 
 
