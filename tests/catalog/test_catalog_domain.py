@@ -55,8 +55,6 @@ def test_provider_transitions() -> None:
 
 
 def test_pemda_scope_and_delivery_regions() -> None:
-    assert domain.within_pemda("35.15", "35") and domain.within_pemda("35", "35")
-    assert not domain.within_pemda("351", "35") and not domain.within_pemda("35", "35.15")
     assert domain.delivers_to(["35"], "35.15")
     assert not domain.delivers_to(["35.78"], "35.15")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bejo_contracts import SYSTEM, Envelope, all_models, parse_data
 from bejo_contracts.catalog import ProviderRegistered
 from bejo_contracts.errors import DomainError, IllegalTransition, NotPermitted
+from bejo_contracts.pemda import covers, subtree_regex
 from bejo_contracts.pricing import PromotionTerms, best_offer, discounted_price
 from bejo_kit.api import ApiRequest, Router
 from bejo_kit.auth import TokenVerifier, mint_token
@@ -227,6 +229,24 @@ async def test_api_router_validates_renders_problems_and_documents() -> None:
     validate(document)
     operation = document["paths"]["/api/v1/items"]["post"]
     assert operation["x-roles"] == ["penyedia"] and "201" in operation["responses"]
+
+
+@pytest.mark.parametrize(
+    ("scope", "code", "expected"),
+    [
+        ("35", "35", True),
+        ("35", "35.15", True),
+        ("35", "35.15.2", True),
+        ("35.15", "35.15", True),
+        ("35", "351", False),
+        ("35.15", "35", False),
+        ("35.1", "35.15", False),
+        ("3.5", "305", False),
+    ],
+)
+def test_pemda_covers_its_subtree_and_the_regex_agrees(scope: str, code: str, expected: bool) -> None:
+    assert covers(scope, code) is expected
+    assert (re.search(subtree_regex(scope), code) is not None) is expected
 
 
 def test_domain_errors_map_to_problems_in_one_place() -> None:

@@ -22,6 +22,7 @@ from store_dataset import DOCS, MISSING, NOW, by_id, dataset, get, h, is_number,
 from store_harness import Document
 
 from bejo_contracts.common import WIB
+from bejo_contracts.pemda import subtree_regex
 
 pytestmark = [pytest.mark.integration, pytest.mark.store]
 
@@ -56,8 +57,8 @@ def regex(field: str, pattern: str) -> Callable[[Document], bool]:
 
 
 def scope(pemda: str) -> str:
-    """The orders service's pemda-scope regex (bejo_orders.repository: re.escape of the code)."""
-    return f"^{re.escape(pemda)}(\\.|$)"
+    """The services' pemda-scope regex (bejo_contracts.pemda, used by orders and catalog)."""
+    return subtree_regex(pemda)
 
 
 CURSOR_AT, CURSOR_ID = h(1), "ord-006"  # a page ended at ord-006; ord-001 shares its created_at

@@ -12,6 +12,8 @@ from typing import Any, Literal, get_args
 
 import jwt
 
+from bejo_contracts.pemda import covers
+
 from .errors import Forbidden, Unauthorized
 from .settings import KitSettings
 
@@ -65,7 +67,7 @@ class Principal:
 
     def oversees_pemda(self, pemda_code: str) -> bool:
         """An admin or auditor sees their pemda and the pemdas below it (province `35` sees `35.15`)."""
-        return self.role in OVERSIGHT_ROLES and (pemda_code == self.pemda or pemda_code.startswith(self.pemda + "."))
+        return self.role in OVERSIGHT_ROLES and covers(self.pemda, pemda_code)
 
 
 class TokenVerifier:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from bejo_contracts import pemda
 from bejo_contracts.catalog import LineRejection, ProductSnapshot, ProviderStatus, RejectionCode
 from bejo_contracts.common import WIB
 from bejo_contracts.errors import IllegalTransition
@@ -98,14 +99,9 @@ def as_aware(value: datetime) -> datetime:
     return value.replace(tzinfo=WIB) if value.tzinfo is None else value
 
 
-def within_pemda(code: str, scope: str) -> bool:
-    """`35.15` is within `35`; a code is within itself."""
-    return code == scope or code.startswith(scope + ".")
-
-
 def delivers_to(regions: Iterable[str], region: str) -> bool:
     """A product delivering to `35` (the whole province) also delivers to `35.15`."""
-    return any(within_pemda(region, r) for r in regions)
+    return any(pemda.covers(r, region) for r in regions)
 
 
 # -- providers --------------------------------------------------------------------------------

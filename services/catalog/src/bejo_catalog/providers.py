@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
@@ -16,6 +15,7 @@ from bejo_contracts.catalog import (
     ProviderSuspended,
     ProviderVerified,
 )
+from bejo_contracts.pemda import subtree_regex
 from bejo_kit.auth import Principal
 from bejo_kit.concurrency import WriteConflict
 from bejo_kit.errors import Conflict, NotFound, ValidationProblem
@@ -113,7 +113,7 @@ class Providers:
     ) -> tuple[list[Document], str | None]:
         filter_: Document = {}
         if pemda_code:
-            filter_["pemda_code"] = {"$regex": f"^{re.escape(pemda_code)}(\\.|$)"}
+            filter_["pemda_code"] = {"$regex": subtree_regex(pemda_code)}
         if status:
             filter_["status"] = status
         page: list[Document] = []

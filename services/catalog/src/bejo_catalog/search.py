@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from bejo_contracts.pemda import covers
 from bejo_contracts.pricing import PromotionTerms
 
 from . import categories
-from .domain import Offer, delivers_to, is_orderable, offer, tokenize, within_pemda
+from .domain import Offer, delivers_to, is_orderable, offer, tokenize
 
 SortOrder = Literal["relevance", "price_asc", "price_desc", "newest"]
 
@@ -342,7 +343,7 @@ class CatalogIndex:
         """Verified providers and the active products they offer, per provider pemda."""
         per_pemda: dict[str, list[int]] = {}
         for provider in self.providers.values():
-            if provider["status"] != "verified" or (pemda and not within_pemda(provider["pemda_code"], pemda)):
+            if provider["status"] != "verified" or (pemda and not covers(pemda, provider["pemda_code"])):
                 continue
             active = sum(
                 1 for pid in self._by_provider.get(provider["_id"], ()) if self.products[pid].doc["status"] == "active"

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from bejo_contracts.common import WIB
+from bejo_contracts.pemda import covers
 
 Locale = Literal["id", "en"]
 LOCALES: tuple[Locale, ...] = ("id", "en")
@@ -263,7 +264,7 @@ def subscription_may_see(
         return owner_provider_id is not None and event_provider_id(data) == owner_provider_id
     if owner_role == "admin":
         pemda = event_pemda(data)
-        return pemda is None or pemda == owner_pemda or pemda.startswith(owner_pemda + ".")
+        return pemda is None or covers(owner_pemda, pemda)
     return False
 
 

@@ -18,6 +18,7 @@ from bejo_contracts import orders as events
 from bejo_contracts.common import Actor, PaymentMethod
 from bejo_contracts.errors import IllegalTransition, NotPermitted
 from bejo_contracts.orders import OrderLine, OrderStatus
+from bejo_contracts.pemda import covers
 
 Action = Literal[
     "reserve",
@@ -173,7 +174,7 @@ def can_see(order: Order, caller: Caller) -> bool:
     if caller.role == "penyedia":
         return order.provider_id == caller.provider_id
     if caller.role in ("admin", "auditor") and caller.pemda is not None:
-        return order.pemda == caller.pemda or order.pemda.startswith(caller.pemda + ".")
+        return covers(caller.pemda, order.pemda)
     return False
 
 

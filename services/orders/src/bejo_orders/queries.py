@@ -8,6 +8,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
+from bejo_contracts.pemda import covers
 from bejo_kit.auth import BUYER_ROLES, Principal
 from bejo_kit.errors import NotFound, ValidationProblem
 from bejo_kit.paging import decode_cursor, encode_cursor
@@ -45,7 +46,7 @@ class Queries:
             provider_id = principal.provider_id
         else:
             within = query.pemda or principal.pemda
-            if not (within == principal.pemda or within.startswith(principal.pemda + ".")):
+            if not covers(principal.pemda, within):
                 return nothing
         orders = await self.repo.list_orders(
             pemda=pemda,

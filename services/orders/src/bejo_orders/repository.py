@@ -10,7 +10,6 @@ Collections:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -22,6 +21,7 @@ from pymongo.errors import DuplicateKeyError
 
 from bejo_contracts import Envelope
 from bejo_contracts.catalog import ProductSnapshot
+from bejo_contracts.pemda import subtree_regex
 from bejo_kit.inbox import guarded
 from bejo_kit.mongo import Document, Indexes, utcnow
 from bejo_kit.outbox import WITHOUT_OUTBOX, Outbox
@@ -225,7 +225,7 @@ async def _keep_newest(
 
 def _pemda_and_below(pemda: str) -> Document:
     """A pemda code and the codes under it (`35` matches `35` and `35.15`, not `351`)."""
-    return {"$regex": f"^{re.escape(pemda)}(\\.|$)"}
+    return {"$regex": subtree_regex(pemda)}
 
 
 def _between(bounds: Bounds) -> Document:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from bejo_contracts.common import WIB, PaymentMethod
 from bejo_contracts.orders import OrderLine
+from bejo_contracts.pemda import covers
 from bejo_kit.errors import ValidationProblem
 
 # -- caps ---------------------------------------------------------------------------------------
@@ -138,7 +139,7 @@ class ProviderCart:
 
 def in_region(regions: tuple[str, ...], pemda: str) -> bool:
     """No regions: sold everywhere. A region covers itself and the pemdas below it."""
-    return not regions or any(pemda == r or pemda.startswith(r + ".") for r in regions)
+    return not regions or any(covers(r, pemda) for r in regions)
 
 
 def split_cart(cart: list[CartLine], products: dict[str, ProductFacts | None], buyer_pemda: str) -> list[ProviderCart]:
