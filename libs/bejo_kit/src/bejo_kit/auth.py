@@ -8,16 +8,16 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, cast, get_args
 
 import jwt
 
+from bejo_contracts.common import Role
 from bejo_contracts.pemda import covers
 
 from .errors import Forbidden, Unauthorized
 from .settings import KitSettings
 
-Role = Literal["pp", "ppk", "bendahara", "penyedia", "admin", "auditor"]
 ROLES: tuple[str, ...] = get_args(Role)
 BUYER_ROLES = frozenset({"pp", "ppk", "bendahara"})
 OVERSIGHT_ROLES = frozenset({"admin", "auditor"})
@@ -27,7 +27,7 @@ OVERSIGHT_ROLES = frozenset({"admin", "auditor"})
 class Principal:
     sub: str
     name: str | None
-    role: str
+    role: Role
     pemda: str
     satker: str | None = None
     provider_id: str | None = None
@@ -50,7 +50,7 @@ class Principal:
         return cls(
             sub=str(claims["sub"]),
             name=claims.get("name"),
-            role=str(role),
+            role=cast(Role, role),  # checked against ROLES above
             pemda=str(claims["pemda"]),
             satker=claims.get("satker"),
             provider_id=claims.get("provider_id"),

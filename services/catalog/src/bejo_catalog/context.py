@@ -27,7 +27,7 @@ T = TypeVar("T")
 
 
 def actor_of(principal: Principal) -> Actor:
-    return Actor(sub=principal.sub, role=principal.role, name=principal.name)  # type: ignore[arg-type]
+    return Actor(sub=principal.sub, role=principal.role, name=principal.name)
 
 
 def problem(violation: RuleViolation) -> ValidationProblem:

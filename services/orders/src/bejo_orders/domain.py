@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bejo_contracts import orders as events
-from bejo_contracts.common import Actor, PaymentMethod
+from bejo_contracts.common import Actor, PaymentMethod, Role
 from bejo_contracts.errors import IllegalTransition, NotPermitted
 from bejo_contracts.orders import OrderLine, OrderStatus
 from bejo_contracts.pemda import covers
@@ -36,7 +36,7 @@ Action = Literal[
     "settle",
     "refund",
 ]
-ActorRole = Literal["pp", "ppk", "bendahara", "penyedia", "admin", "auditor", "system"]
+ActorRole = Role | Literal["system"]
 
 PRE_SHIPPING: frozenset[OrderStatus] = frozenset({"placed", "reserved", "approved", "accepted"})
 TERMINAL: frozenset[OrderStatus] = frozenset({"completed", "rejected", "cancelled", "expired", "refunded"})

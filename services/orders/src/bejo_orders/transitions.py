@@ -38,7 +38,7 @@ class ConcurrentUpdate(Conflict):
 def caller_of(principal: Principal) -> Caller:
     return Caller(
         sub=principal.sub,
-        role=principal.role,  # type: ignore[arg-type]
+        role=principal.role,
         name=principal.name,
         pemda=principal.pemda,
         satker=principal.satker,

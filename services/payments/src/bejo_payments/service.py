@@ -68,7 +68,7 @@ def can_see(principal: Principal, doc: Document) -> bool:
 
 
 def actor_of(principal: Principal) -> Actor:
-    return Actor(sub=principal.sub, role=principal.role, name=principal.name)  # type: ignore[arg-type]
+    return Actor(sub=principal.sub, role=principal.role, name=principal.name)
 
 
 async def as_user_command(operation: Callable[[], Awaitable[T]]) -> T:
