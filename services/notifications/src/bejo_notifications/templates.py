@@ -15,6 +15,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, Template, pass_context, select_autoescape
 from jinja2.runtime import Context
 
+from bejo_contracts.messages import PAYMENT_METHOD, reason_text
+
 from .domain import LOCALES, Locale, RecipientRole, format_rupiah, format_wib
 
 FALLBACK_LOCALE: Locale = "en"
@@ -55,6 +57,9 @@ class Renderer:
         )
         self._env.filters["rupiah"] = format_rupiah
         self._env.filters["wib"] = _wib
+        # Indonesian wording of codes and system reasons, from the one catalogue in bejo_contracts.
+        self._env.filters["alasan"] = reason_text
+        self._env.filters["metode"] = lambda method: PAYMENT_METHOD.get(method, method)
 
     def _select(self, locale: Locale, name: str) -> Template:
         """The template in the recipient's locale, else in English."""
