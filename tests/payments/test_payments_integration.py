@@ -8,13 +8,14 @@ import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from payments_harness import PEMDA, StartPayments, by_account, callback, ledger_sum
+from payments_harness import PEMDA, Payments, StartPayments, by_account, callback, ledger_sum
 from support import bearer, serve, service_settings, token, wait_until
 
 from bejo_contracts.common import WIB
-from bejo_contracts.orders import OrderCancelled
+from bejo_contracts.orders import OrderCancelled, OrderReceived
 from bejo_contracts.payments import (
     InvoiceIssued,
     PaymentSucceeded,
@@ -268,23 +269,28 @@ async def test_refund_writes_reversing_entries(start_payments: StartPayments) ->
         assert await p.ledger(payment["id"]) == ledger
 
 
+async def cancel_and_wait_for_void(p: Payments, order: OrderReceived, payment: dict[str, Any]) -> None:
+    """The buyer cancels a received order; wait until payments has voided its payment."""
+    await p.publish(
+        OrderCancelled(
+            **order.model_dump(exclude={"bast_number", "from_status", "status"}),
+            from_status="received",
+            status="cancelled",
+            reason="dibatalkan",
+        )
+    )
+
+    async def cancelled() -> bool:
+        return bool((await p.get(f"/api/v1/payments/{payment['id']}", p.admin()))["status"] == "cancelled")
+
+    await wait_until(cancelled)
+
+
 async def test_cancelled_order_voids_the_unpaid_payment(start_payments: StartPayments) -> None:
     async with start_payments() as p:
         order = p.received(lines=[(1, 300_000)])
         payment = await p.invoiced(order)
-        await p.publish(
-            OrderCancelled(
-                **order.model_dump(exclude={"bast_number", "from_status", "status"}),
-                from_status="received",
-                status="cancelled",
-                reason="dibatalkan",
-            )
-        )
-
-        async def cancelled() -> bool:
-            return bool((await p.get(f"/api/v1/payments/{payment['id']}", p.admin()))["status"] == "cancelled")
-
-        await wait_until(cancelled)
+        await cancel_and_wait_for_void(p, order, payment)
         status, body = await callback(p, payment["va_number"], 333_000)
         assert (status, body["responseCode"]) == (404, "4042504")
         assert await p.ledger(payment["id"]) == []
@@ -296,19 +302,7 @@ async def test_illegal_transition_is_a_409_problem(start_payments: StartPayments
     async with start_payments() as p:
         order = p.received(lines=[(1, 100_000)], method="kkpd")
         payment = await p.invoiced(order)
-        await p.publish(
-            OrderCancelled(
-                **order.model_dump(exclude={"bast_number", "from_status", "status"}),
-                from_status="received",
-                status="cancelled",
-                reason="dibatalkan",
-            )
-        )
-
-        async def cancelled() -> bool:
-            return bool((await p.get(f"/api/v1/payments/{payment['id']}", p.admin()))["status"] == "cancelled")
-
-        await wait_until(cancelled)
+        await cancel_and_wait_for_void(p, order, payment)
         url = f"{p.base_url}/api/v1/payments/{payment['id']}/charge"
         async with p.http.post(url, headers=p.bendahara(), json={"card_token": "kkpd-tok-9"}) as response:
             assert response.status == 409
