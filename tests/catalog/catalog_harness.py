@@ -10,14 +10,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from pymongo import AsyncMongoClient
-from support import bearer, serve, service_settings, token, wait_until
+from support import Api, AppSpec, bearer, run_apps, service_settings, token, wait_until
 
 from bejo_catalog.api import SERVICE
 from bejo_catalog.app import build
 from bejo_catalog.repository import FEED_PENDING
 from bejo_catalog.service import CatalogService
 from bejo_catalog.settings import CatalogSettings
+from bejo_cli.samples import product_body, provider_body
 from bejo_contracts import SYSTEM, Envelope, EventData
 from bejo_contracts.orders import OrderLine
 from bejo_contracts.topology import QueueSpec
@@ -26,49 +26,19 @@ from bejo_kit.bus import Bus, IncomingEvent, namespaced_spec
 ADMIN = bearer(token("admin", "admin-biro-pbj", pemda="35"))
 
 
-def provider_body(**overrides: Any) -> dict[str, Any]:
-    return {
-        "name": "CV Sumber Rejeki",
-        "legal_entity": "CV",
-        "nib": "1234567890123",
-        "npwp": "01.234.567.8-901.000",
-        "pkp": True,
-        "pemda_code": "35.15",
-        "address": "Jl. Raya Porong 1, Sidoarjo",
-        "email": "cv@example.id",
-        "phone": "+62315550100",
-        **overrides,
-    }
-
-
-def product_body(**overrides: Any) -> dict[str, Any]:
-    return {
-        "name": "Kopi Robusta Dampit 1kg",
-        "description": "Kopi bubuk robusta dari Dampit, Malang",
-        "category": "makanan-minuman.kopi-teh",
-        "unit": "pak",
-        "price": 95000,
-        "het": 120000,
-        "stock": 5,
-        "min_order_qty": 1,
-        **overrides,
-    }
-
-
 def penyedia(provider_id: str) -> dict[str, str]:
     return bearer(token("penyedia", f"user-{provider_id}", provider_id=provider_id))
 
 
 @dataclass
 class Catalog:
-    http: aiohttp.ClientSession
+    api: Api
     service: CatalogService
     settings: CatalogSettings
 
     async def call(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
-        async with self.http.request(method, path, **kw) as resp:
-            body = await resp.json(content_type=None) if resp.status != 304 else None
-            return resp.status, body
+        reply = await self.api.call(method, path, **kw)
+        return reply.status, reply.body
 
     async def provider(self, provider_id: str, *, verify: bool = True, **fields: Any) -> dict[str, Any]:
         status, body = await self.call(
@@ -119,17 +89,11 @@ def catalog_settings(amqp_url: str, mongodb_url: str, unique: str, **overrides: 
 
 
 @pytest.fixture
-async def catalog(
-    amqp_url: str, mongodb_url: str, unique: str, mongo_client: AsyncMongoClient[dict[str, object]]
-) -> AsyncIterator[Catalog]:
+async def catalog(amqp_url: str, mongodb_url: str, unique: str) -> AsyncIterator[Catalog]:
     settings = catalog_settings(amqp_url, mongodb_url, unique)
     await bind_event_sink(settings, unique)
-    app = build(settings)
-    try:
-        async with serve(app) as base, aiohttp.ClientSession(base_url=base) as http:
-            yield Catalog(http, app[SERVICE], settings)
-    finally:
-        await mongo_client.drop_database(settings.database_name)
+    async with run_apps([AppSpec("catalog", build, settings)]) as running, aiohttp.ClientSession() as http:
+        yield Catalog(Api(http, running.url("catalog")), running.app("catalog")[SERVICE], settings)
 
 
 async def bind_event_sink(settings: CatalogSettings, unique: str) -> None:

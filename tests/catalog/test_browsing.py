@@ -5,8 +5,10 @@ from __future__ import annotations
 import gzip
 
 import pytest
-from catalog_harness import ADMIN, Catalog, penyedia, provider_body
+from catalog_harness import ADMIN, Catalog, penyedia
 from support import bearer, token
+
+from bejo_cli.samples import provider_body
 
 pytestmark = pytest.mark.integration
 
@@ -106,18 +108,27 @@ async def test_filters_sorting_paging_etag_and_gzip(catalog: Catalog) -> None:
             break
     assert seen == await ids(sort="price_asc")
 
-    async with catalog.http.get("/api/v1/products", params={"q": "kopi"}, headers={"Accept-Encoding": "gzip"}) as resp:
+    async with catalog.api.http.get(
+        catalog.api.base + "/api/v1/products", params={"q": "kopi"}, headers={"Accept-Encoding": "gzip"}
+    ) as resp:
         assert resp.status == 200 and resp.headers["Content-Encoding"] == "gzip"
         etag = resp.headers["ETag"]
         raw = await resp.read()  # aiohttp decompresses transparently
         assert b"Kopi Bubuk" in raw
-    async with catalog.http.get("/api/v1/products", params={"q": "kopi"}, headers={"If-None-Match": etag}) as resp:
+    async with catalog.api.http.get(
+        catalog.api.base + "/api/v1/products", params={"q": "kopi"}, headers={"If-None-Match": etag}
+    ) as resp:
         assert resp.status == 304
     await catalog.product("prv-a", name="Kopi Luwak Premium", price=250000, het=None)
-    async with catalog.http.get("/api/v1/products", params={"q": "kopi"}, headers={"If-None-Match": etag}) as resp:
+    async with catalog.api.http.get(
+        catalog.api.base + "/api/v1/products", params={"q": "kopi"}, headers={"If-None-Match": etag}
+    ) as resp:
         assert resp.status == 200 and resp.headers["ETag"] != etag
-    async with catalog.http.get(
-        "/api/v1/products", params={"q": "kopi"}, headers={"Accept-Encoding": "gzip"}, auto_decompress=False
+    async with catalog.api.http.get(
+        catalog.api.base + "/api/v1/products",
+        params={"q": "kopi"},
+        headers={"Accept-Encoding": "gzip"},
+        auto_decompress=False,
     ) as resp:
         assert b"Kopi Luwak" in gzip.decompress(await resp.read())
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
 from typing import Any
 
 import aiohttp
@@ -20,13 +19,12 @@ from catalog_harness import (
     fed,
     order_event,
     penyedia,
-    provider_body,
 )
-from pymongo import AsyncMongoClient
-from support import serve, wait_until
+from support import Api, AppSpec, run_apps, wait_until
 
 from bejo_catalog.api import SERVICE
 from bejo_catalog.app import build
+from bejo_cli.samples import provider_body
 from bejo_contracts.orders import OrderCancelled, OrderPlaced
 from bejo_contracts.topology import QueueSpec
 from bejo_kit.bus import Bus
@@ -35,22 +33,15 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def replicas(
-    amqp_url: str, mongodb_url: str, unique: str, mongo_client: AsyncMongoClient[dict[str, object]]
-) -> AsyncIterator[tuple[Catalog, Catalog]]:
+async def replicas(amqp_url: str, mongodb_url: str, unique: str) -> AsyncIterator[tuple[Catalog, Catalog]]:
     settings = catalog_settings(amqp_url, mongodb_url, unique)
     await bind_event_sink(settings, unique)
-    try:
-        async with AsyncExitStack() as stack:
-            pair = []
-            for _ in range(2):
-                app = build(settings)
-                base = await stack.enter_async_context(serve(app))
-                http = await stack.enter_async_context(aiohttp.ClientSession(base_url=base))
-                pair.append(Catalog(http, app[SERVICE], settings))
-            yield pair[0], pair[1]
-    finally:
-        await mongo_client.drop_database(settings.database_name)
+    async with run_apps([AppSpec("catalog", build, settings, replicas=2)]) as running, aiohttp.ClientSession() as http:
+        first, second = (
+            Catalog(Api(http, url), app[SERVICE], settings)
+            for url, app in zip(running.urls["catalog"], running.apps["catalog"], strict=True)
+        )
+        yield first, second
 
 
 def counting(catalog: Catalog, method: str) -> Counter[str]:

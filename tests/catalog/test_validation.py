@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from catalog_harness import ADMIN, Catalog, penyedia, product_body, provider_body
+from catalog_harness import ADMIN, Catalog, penyedia
+
+from bejo_cli.samples import product_body, provider_body
 
 pytestmark = pytest.mark.integration
 
