@@ -19,7 +19,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bejo_kit.auth import Principal
-from bejo_kit.errors import Forbidden, NotFound, Problem, TooManyRequests, Unauthorized
+from bejo_kit.errors import BadRequest, Forbidden, NotFound, Problem, TooManyRequests, Unauthorized
 from bejo_kit.logging import get_logger
 from bejo_kit.runtime import run_service
 
@@ -214,7 +214,7 @@ class Gateway:
 
     def _record(self, request: web.Request, state: RequestState, status: int, started: float) -> None:
         elapsed = time.perf_counter() - started
-        metrics.observe(state.upstream, status, elapsed)
+        metrics.observe(state.upstream, status, elapsed, request.method, request.path)
         if self.access_log is not None:
             self.access_log.write(
                 {
@@ -261,6 +261,12 @@ class Gateway:
 
     async def proxy(self, request: web.Request) -> web.StreamResponse:
         state = request[STATE]
+        if not request.raw_path.startswith("/"):
+            # Absolute-form (`GET http://host/api/v1/...`) is for forward proxies; this is an origin.
+            state.upstream = "none"
+            raise BadRequest(
+                "the request target must be a path (origin-form), not an absolute URL", code="absolute_form_target"
+            )
         path = request.path
         upstream = upstream_for(path)
         if upstream is None:
@@ -380,7 +386,13 @@ def build(settings: GatewaySettings | None = None) -> web.Application:
     app.router.add_get("/api/v1/docs", gateway.docs)
     app.router.add_route("*", "/api/v1/{tail:.*}", gateway.proxy)
     app.cleanup_ctx.append(gateway.lifecycle)
+    app.on_response_prepare.append(_plain_server_header)
     return app
+
+
+async def _plain_server_header(request: web.Request, response: web.StreamResponse) -> None:
+    # aiohttp would send `Python/3.x aiohttp/3.x`: versions help an attacker pick exploits.
+    response.headers["Server"] = "bejo"
 
 
 def main() -> None:
