@@ -38,10 +38,51 @@ for _client_kind in ("anonymous", "subject"):
 # Every literal segment of the services' routes; any other segment is an id. A fixed vocabulary
 # keeps the `route` label's values few whatever paths clients send.
 _LITERALS = frozenset(
-    """api v1 catalog feed stats categories notifications contact read ocds releases orders accept approve
-    cancel history receive reject ship payments callbacks snap charge ledger refund va products promotions
-    providers suspend verify sandbox pay webhooks deliveries redeliver gateway openapi.json asyncapi.json docs
-    healthz readyz metrics""".split()
+    [
+        "api",
+        "v1",
+        "catalog",
+        "feed",
+        "stats",
+        "categories",
+        "notifications",
+        "contact",
+        "read",
+        "ocds",
+        "releases",
+        "orders",
+        "accept",
+        "approve",
+        "cancel",
+        "history",
+        "receive",
+        "reject",
+        "ship",
+        "payments",
+        "callbacks",
+        "snap",
+        "charge",
+        "ledger",
+        "refund",
+        "va",
+        "products",
+        "promotions",
+        "providers",
+        "suspend",
+        "verify",
+        "sandbox",
+        "pay",
+        "webhooks",
+        "deliveries",
+        "redeliver",
+        "gateway",
+        "openapi.json",
+        "asyncapi.json",
+        "docs",
+        "healthz",
+        "readyz",
+        "metrics",
+    ]
 )
 _MAX_SEGMENTS = 8
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
