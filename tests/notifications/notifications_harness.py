@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from pymongo.asynchronous.database import AsyncDatabase
-from support import bearer, serve, service_settings
+from support import Api, AppSpec, run_apps, service_settings, wait_until
 
 from bejo_contracts import Envelope
 from bejo_kit.bus import Bus
@@ -41,9 +41,8 @@ class Service:
         await self.bus.publish(envelope)
 
     async def call(self, method: str, path: str, jwt: str, json: Any = None, replica: int = 0) -> tuple[int, Any]:
-        async with self.http.request(method, self.urls[replica] + path, headers=bearer(jwt), json=json) as reply:
-            body = await reply.json() if reply.content_type.endswith("json") else None
-            return reply.status, body
+        reply = await Api(self.http, self.urls[replica]).call(method, path, jwt, json)
+        return reply.status, reply.body
 
     async def inbox(self, jwt: str, **query: str) -> dict[str, Any]:
         status, body = await self.call("GET", "/api/v1/notifications" + _query(query), jwt)
@@ -77,18 +76,20 @@ async def start_service(
     )
     publisher = Bus(settings, source="bejo/test")
     client = create_client(settings)
-    try:
-        async with contextlib.AsyncExitStack() as stack:
-            urls = [await stack.enter_async_context(serve(build(settings))) for _ in range(replicas)]
-            http = await stack.enter_async_context(aiohttp.ClientSession())
+    async with contextlib.AsyncExitStack() as closing:
+        closing.push_async_callback(client.close)
+        closing.push_async_callback(publisher.close)
+        async with (
+            run_apps([AppSpec("notifications", build, settings, replicas=replicas)], stack=closing) as running,
+            aiohttp.ClientSession() as http,
+        ):
             await publisher.connect()
-            try:
-                yield Service(urls, settings, publisher, http, client[settings.database_name])
-            finally:
-                await publisher.close()
-    finally:
-        await client.drop_database(settings.database_name)
-        await client.close()
+            yield Service(running.urls["notifications"], settings, publisher, http, client[settings.database_name])
+
+
+async def eventually(predicate: Any, within: float = 45) -> Any:
+    """Generous: the shared Mongo-wire server can be slow when other suites run beside this one."""
+    return await wait_until(predicate, within=within)
 
 
 @dataclass

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
-from notifications_harness import Receiver, Service, start_service
+from notifications_harness import Receiver, Service, eventually, start_service
 from notifications_samples import PLACED_AT, envelope_of, order_fields, provider_fields, sample_events
-from support import token, wait_until
+from support import token
 
 from bejo_contracts import catalog as cat
 from bejo_contracts import orders as ords
@@ -18,11 +17,6 @@ from bejo_contracts import payments as pay
 from bejo_notifications.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.e2e
-
-
-async def eventually(predicate: Any) -> Any:
-    # Generous: the shared Mongo-wire server can be slow when other suites run beside this one.
-    return await wait_until(predicate, within=45)
 
 
 PPK = token("ppk", "ppk-1", satker="35.15.dinkes", name="Bambang")

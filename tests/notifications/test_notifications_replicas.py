@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 from notifications_harness import Receiver, Service, start_service
+from notifications_harness import eventually as harness_eventually
 from notifications_samples import envelope_of, order_fields, payment_fields
 from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient
-from support import token, wait_until
+from support import token
 
 from bejo_contracts import orders as ords
 from bejo_contracts import payments as pay
@@ -34,7 +35,7 @@ PP_MAIL = "siti@dinkes.jatimprov.go.id"
 
 
 async def eventually(predicate: Any) -> Any:
-    return await wait_until(predicate, within=60)
+    return await harness_eventually(predicate, within=60)
 
 
 StartReplicas = Callable[..., Awaitable[Service]]
