@@ -68,12 +68,32 @@ class Queries:
     async def stats(self, query: StatsQuery) -> Stats:
         by_pemda: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         by_period: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        by_provider: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        by_category: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        names: dict[str, str] = {}
         paid = await self.repo.paid_orders(within=query.pemda, paid=rules.wib_day_bounds(query.from_, query.to))
+        categories = await self.repo.product_categories(
+            sorted({line["product_id"] for doc in paid for line in doc.get("lines", [])})
+        )
         for doc in paid:
             paid_at: datetime = doc["paid_at"]
-            for bucket in (by_pemda[doc["pemda"]], by_period[rules.period_of(paid_at)]):
+            names[doc["provider_id"]] = doc["provider_name"]
+            for bucket in (
+                by_pemda[doc["pemda"]],
+                by_period[rules.period_of(paid_at)],
+                by_provider[doc["provider_id"]],
+            ):
                 bucket[0] += 1
                 bucket[1] += int(doc["total"])
+            # the top level of the category tree ("makanan-minuman.kopi-teh" -> "makanan-minuman")
+            values: dict[str, int] = defaultdict(int)
+            for line in doc.get("lines", []):
+                top = categories.get(line["product_id"], "lainnya").split(".")[0]
+                values[top] += int(line["quantity"]) * int(line["unit_price"])
+            for top, value in values.items():
+                by_category[top][0] += 1
+                by_category[top][1] += value
+        top_providers = sorted(by_provider.items(), key=lambda kv: (-kv[1][1], kv[0]))[:10]
         return Stats.model_validate(
             {
                 "orders": sum(v[0] for v in by_pemda.values()),
@@ -84,6 +104,14 @@ class Queries:
                 ],
                 "by_period": [
                     {"period": k, "orders": v[0], "transaction_value": v[1]} for k, v in sorted(by_period.items())
+                ],
+                "top_providers": [
+                    {"provider_id": k, "provider_name": names[k], "orders": v[0], "transaction_value": v[1]}
+                    for k, v in top_providers
+                ],
+                "by_category": [
+                    {"category": k, "orders": v[0], "transaction_value": v[1]}
+                    for k, v in sorted(by_category.items(), key=lambda kv: (-kv[1][1], kv[0]))
                 ],
             }
         )

@@ -134,7 +134,8 @@ class Repository:
             filter_["pemda"] = _pemda_and_below(within)
         if between := _between(paid):
             filter_["paid_at"] = between  # `pay` and `settle` both set it
-        return await self.orders.find(filter_, {"pemda": 1, "total": 1, "paid_at": 1}).to_list()
+        projection = {"pemda": 1, "total": 1, "paid_at": 1, "provider_id": 1, "provider_name": 1, "lines": 1}
+        return await self.orders.find(filter_, projection).to_list()
 
     async def recently_changed(
         self, statuses: Sequence[str], *, within: str | None = None, after: Position | None = None, limit: int
@@ -176,6 +177,11 @@ class Repository:
         """Keep the newest version; an older or equal version (redelivery, reordering) is dropped."""
         fields = {"snapshot": snapshot.model_dump(mode="json"), "stored_at": utcnow()}
         return await _keep_newest(self.products, snapshot.product_id, "version", snapshot.version, fields)
+
+    async def product_categories(self, product_ids: Sequence[str]) -> dict[str, str]:
+        """Category id of each product in the read model (products never seen are left out)."""
+        docs = await self.products.find({"_id": {"$in": list(product_ids)}}, {"snapshot.category_id": 1}).to_list()
+        return {doc["_id"]: doc["snapshot"]["category_id"] for doc in docs}
 
     async def provider_statuses(self, provider_ids: Sequence[str]) -> dict[str, str]:
         docs = await self.providers.find({"_id": {"$in": sorted(set(provider_ids))}}).to_list()

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bejo_contracts.common import PaymentMethod
+from bejo_contracts.common import MAX_CART_LINES, PaymentMethod, Quantity
 from bejo_contracts.orders import OrderLine, OrderStatus
 
 from .domain import HistoryEntry, Order
@@ -17,13 +17,15 @@ class CartLineIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     product_id: str = Field(min_length=1, max_length=100, examples=["prd_3f2a"])
-    quantity: int = Field(ge=1, le=1_000_000, examples=[2])
+    quantity: Quantity = Field(ge=1, examples=[2])
 
 
 class PlaceOrder(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    lines: list[CartLineIn] = Field(min_length=1, description="products and quantities; may span several providers")
+    lines: list[CartLineIn] = Field(
+        min_length=1, max_length=MAX_CART_LINES, description="products and quantities; may span several providers"
+    )
     delivery_address: str = Field(min_length=5, max_length=500, examples=["Jl. Pahlawan 110, Surabaya"])
     rup_code: str = Field(min_length=3, max_length=64, description="Kode RUP", examples=["RUP-35.15-2026-0001"])
     ppk_id: str = Field(min_length=1, max_length=200, description="`sub` of the approving PPK's token")
@@ -118,12 +120,27 @@ class PeriodFigures(BaseModel):
     transaction_value: int
 
 
+class ProviderFigures(BaseModel):
+    provider_id: str
+    provider_name: str
+    orders: int
+    transaction_value: int
+
+
+class CategoryFigures(BaseModel):
+    category: str = Field(description="top-level category id of the catalog's tree", examples=["makanan-minuman"])
+    orders: int = Field(description="orders with at least one line in the category")
+    transaction_value: int = Field(description="sum of those lines (quantity x unit price), integer rupiah")
+
+
 class Stats(BaseModel):
     orders: int = Field(description="orders that are paid or completed")
     transaction_value: int = Field(description="sum of their totals, integer rupiah")
     participating_pemda: int
     by_pemda: list[PemdaFigures]
     by_period: list[PeriodFigures]
+    top_providers: list[ProviderFigures] = Field(description="the 10 providers with the most value, largest first")
+    by_category: list[CategoryFigures] = Field(description="every top-level category sold, largest value first")
 
 
 class OcdsQuery(BaseModel):
