@@ -13,6 +13,7 @@ import aiohttp
 import support
 from pymongo import AsyncMongoClient
 
+from bejo_cli.samples import order_body
 from bejo_contracts import Envelope, EventData
 from bejo_contracts.catalog import ProductSnapshot, ProductUpserted, ReservedLine, StockReserved
 from bejo_contracts.topology import QueueSpec
@@ -71,21 +72,13 @@ class Harness:
     async def call(
         self, method: str, path: str, headers: dict[str, str], json: Any = None
     ) -> tuple[int, dict[str, Any], aiohttp.typedefs.LooseHeaders]:
-        url = path if path.startswith("http") else self.base + path
-        async with self.http.request(method, url, headers=headers, json=json) as resp:
-            return resp.status, await resp.json(content_type=None), resp.headers
+        reply = await support.Api(self.http, self.base).call(method, path, json=json, headers=headers)
+        return reply.status, reply.body, reply.headers
 
     async def place(
         self, lines: list[tuple[str, int]], key: str | None, *, headers: dict[str, str] | None = None, **overrides: Any
     ) -> tuple[int, dict[str, Any]]:
-        body = {
-            "lines": [{"product_id": p, "quantity": q} for p, q in lines],
-            "delivery_address": "Jl. Pahlawan 110, Surabaya",
-            "rup_code": "RUP-35.15-2026-0001",
-            "ppk_id": "ppk-budi",
-            "payment_method": "va",
-            **overrides,
-        }
+        body = order_body(lines, **overrides)
         sent = dict(headers or self.pp)
         if key:
             sent["Idempotency-Key"] = key
@@ -222,11 +215,14 @@ async def start_harness(
 
     bus.subscribe(QueueSpec("test.order-events", ("bejo.orders.#",)), observe)
     await bus.start_consuming()
-    try:
-        async with AsyncExitStack() as stack:
-            apps = [build(settings) for _ in range(replicas)]
-            bases = [await stack.enter_async_context(support.serve(app)) for app in apps]
-            http = await stack.enter_async_context(aiohttp.ClientSession())
+    async with AsyncExitStack() as closing:
+        closing.push_async_callback(mongo.close)
+        closing.push_async_callback(bus.close)
+        async with (
+            support.run_apps([support.AppSpec("orders", build, settings, replicas=replicas)], stack=closing) as running,
+            aiohttp.ClientSession() as http,
+        ):
+            bases = running.urls["orders"]
             yield Harness(
                 base=bases[0],
                 http=http,
@@ -234,10 +230,6 @@ async def start_harness(
                 settings=settings,
                 mongo=mongo,
                 seen=seen,
-                services=[app[SERVICE] for app in apps],
+                services=[app[SERVICE] for app in running.apps["orders"]],
                 bases=bases,
             )
-    finally:
-        await bus.close()
-        await mongo.drop_database(settings.database_name)
-        await mongo.close()

@@ -11,15 +11,14 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
 import support
 from orders_harness import PEMDA, Harness, start_harness
-from pymongo import AsyncMongoClient
 
 from bejo_catalog.app import build as build_catalog
 from bejo_catalog.settings import CatalogSettings
+from bejo_cli.samples import product_body, provider_body
 
 pytestmark = pytest.mark.e2e
 
@@ -32,17 +31,7 @@ class Saga:
     async def create_product(self, provider_id: str, stock: int, price: int = 25_000) -> str:
         h = self.orders
         seller = h.seller(provider_id)
-        provider = {
-            "name": f"CV {provider_id}",
-            "legal_entity": "CV",
-            "nib": "1234567890123",
-            "npwp": "01.234.567.8-901.000",
-            "pkp": True,
-            "pemda_code": PEMDA,
-            "address": "Jl. Raya Porong 1, Sidoarjo",
-            "email": f"{provider_id}@example.id",
-            "phone": "+62315550100",
-        }
+        provider = provider_body(name=f"CV {provider_id}", pemda_code=PEMDA, email=f"{provider_id}@example.id")
         status, body, _ = await h.call("POST", f"{self.catalog}/api/v1/providers", seller, provider)
         assert status == 201, body
         admin = h.auth("admin", "biro-pbj", pemda=PEMDA)
@@ -50,13 +39,14 @@ class Saga:
             "POST", f"{self.catalog}/api/v1/providers/{provider_id}/verify", admin, {"reason": "dokumen sesuai"}
         )
         assert status == 200, body
-        product = {
-            "name": "Air Mineral 600ml (dus)",
-            "category": await self.a_category(),
-            "unit": "dus",
-            "price": price,
-            "stock": stock,
-        }
+        product = product_body(
+            name="Air Mineral 600ml (dus)",
+            category=await self.a_category(),
+            unit="dus",
+            price=price,
+            stock=stock,
+            het=None,
+        )
         status, body, _ = await h.call("POST", f"{self.catalog}/api/v1/products", seller, product)
         assert status == 201, body
         product_id: str = body["id"]
@@ -93,13 +83,10 @@ async def saga(amqp_url: str, mongodb_url: str, unique: str, request: pytest.Fix
         CatalogSettings, amqp_url=amqp_url, mongodb_url=mongodb_url, namespace=unique
     )
     async with (
-        support.serve(build_catalog(catalog_settings)) as catalog,
+        support.run_apps([support.AppSpec("catalog", build_catalog, catalog_settings)]) as running,
         start_harness(amqp_url, mongodb_url, unique, **getattr(request, "param", {})) as orders,
     ):
-        yield Saga(orders=orders, catalog=catalog)
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url)
-    await client.drop_database(catalog_settings.database_name)
-    await client.close()
+        yield Saga(orders=orders, catalog=running.url("catalog"))
 
 
 def key() -> str:
