@@ -14,8 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from pymongo import AsyncMongoClient
-from support import bearer, serve, service_settings, token, wait_until
+from support import Api, AppSpec, bearer, run_apps, service_settings, token, wait_until
 
 from bejo_contracts import SYSTEM, Envelope
 from bejo_contracts.orders import OrderCancelled, OrderLine, OrderReceived
@@ -104,16 +103,14 @@ class Payments:
     # -- HTTP -------------------------------------------------------------------------------------
 
     async def get(self, path: str, headers: dict[str, str], status: int = 200) -> Any:
-        async with self.http.get(self.base_url + path, headers=headers) as response:
-            body = await response.json(content_type=None)
-            assert response.status == status, body
-            return body
+        reply = await Api(self.http, self.base_url).call("GET", path, headers=headers)
+        assert reply.status == status, reply.body
+        return reply.body
 
     async def post(self, path: str, headers: dict[str, str], json: Any = None, status: int = 200) -> Any:
-        async with self.http.post(self.base_url + path, headers=headers, json=json) as response:
-            body = await response.json(content_type=None)
-            assert response.status == status, body
-            return body
+        reply = await Api(self.http, self.base_url).call("POST", path, json=json, headers=headers)
+        assert reply.status == status, reply.body
+        return reply.body
 
     async def ledger(self, payment_id: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = (await self.get(f"/api/v1/payments/{payment_id}/ledger", self.admin()))["items"]
@@ -191,16 +188,18 @@ def start_payments(amqp_url: str, mongodb_url: str, unique: str) -> StartPayment
         bus.subscribe(QueueSpec(f"test-listener-{unique}", ("bejo.payments.#",)), record)
         await bus.connect()
         await bus.start_consuming()
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url)
-        try:
-            async with AsyncExitStack() as stack:
-                http = await stack.enter_async_context(aiohttp.ClientSession())
+        async with AsyncExitStack() as closing:
+            closing.push_async_callback(bus.close)
+            async with (
+                # The same settings for every replica: one database, competing consumers.
+                run_apps([AppSpec("payments", build, settings, replicas=replicas)], stack=closing) as running,
+                aiohttp.ClientSession() as http,
+            ):
                 started: list[Payments] = []
-                for _ in range(replicas):  # the same settings: one database, competing consumers
-                    app = build(settings)
+                for base_url, app in zip(running.urls["payments"], running.apps["payments"], strict=True):
                     started.append(
                         Payments(
-                            base_url=await stack.enter_async_context(serve(app)),
+                            base_url=base_url,
                             settings=settings,
                             service=app[api.SERVICE],
                             bus=bus,
@@ -212,9 +211,5 @@ def start_payments(amqp_url: str, mongodb_url: str, unique: str) -> StartPayment
                         )
                     )
                 yield started[0]
-        finally:
-            await bus.close()
-            await client.drop_database(settings.database_name)
-            await client.close()
 
     return start
