@@ -7,6 +7,7 @@ participating pemda) composed into one public answer, in the form of the Jatim B
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any, Self, TypeVar
@@ -20,6 +21,7 @@ from bejo_kit.errors import ValidationProblem
 from .proxy import BadGateway, GatewayTimeout, upstream_unavailable
 
 PEMDA_PATTERN = r"^\d{2}(\.\d{2}){0,3}$"
+REGENCY_OR_CITY = re.compile(r"^\d{2}\.\d{2}$")  # a kabupaten or kota: province code, one level down
 
 
 class StatsQuery(BaseModel):
@@ -87,12 +89,28 @@ class OrdersPeriod(_Upstream):
     transaction_value: int = Field(ge=0)
 
 
+class OrdersProvider(_Upstream):
+    provider_id: str
+    provider_name: str
+    orders: int = Field(ge=0)
+    transaction_value: int = Field(ge=0)
+
+
+class OrdersCategory(_Upstream):
+    category: str
+    orders: int = Field(ge=0)
+    transaction_value: int = Field(ge=0)
+
+
 class OrderStats(_Upstream):
     orders: int = Field(ge=0)
     transaction_value: int = Field(ge=0)
     participating_pemda: int = Field(ge=0)
     by_pemda: list[OrdersPemda]
     by_period: list[OrdersPeriod]
+    # breakdowns an older orders service does not give: none then
+    top_providers: list[OrdersProvider] = []
+    by_category: list[OrdersCategory] = []
 
 
 # -- what the gateway answers ----------------------------------------------------------------
@@ -102,7 +120,7 @@ class PemdaFigures(BaseModel):
     pemda: str = Field(description="Kemendagri pemda code", examples=["35.15"])
     orders: int = Field(description="paid or completed orders", examples=[412])
     transaction_value: int = Field(description="sum of their totals, integer rupiah", examples=[1_071_540_000])
-    providers: int = Field(description="verified providers registered in this pemda", examples=[61])
+    providers: int = Field(description="verified providers based in this pemda", examples=[61])
     products: int = Field(description="active products of those providers", examples=[1204])
 
 
@@ -110,6 +128,21 @@ class PeriodFigures(BaseModel):
     period: str = Field(description="calendar month, WIB", examples=["2026-03"])
     orders: int
     transaction_value: int = Field(description="integer rupiah")
+
+
+class ProviderFigures(BaseModel):
+    provider_id: str = Field(examples=["prv-00042"])
+    provider_name: str = Field(examples=["CV Sumber Rejeki"])
+    orders: int = Field(description="paid or completed orders", examples=[87])
+    transaction_value: int = Field(description="sum of their totals, integer rupiah", examples=[226_000_000])
+
+
+class CategoryFigures(BaseModel):
+    category: str = Field(
+        description="top-level category id (names at GET /api/v1/categories)", examples=["makanan-minuman"]
+    )
+    orders: int = Field(description="paid or completed orders with a line in the category", examples=[5120])
+    transaction_value: int = Field(description="sum of those lines (quantity x unit price), integer rupiah")
 
 
 class StatsFilters(BaseModel):
@@ -127,11 +160,23 @@ class TransparencyStats(BaseModel):
         description="sum of paid and completed orders' totals, integer rupiah", examples=[35_800_000_000]
     )
     orders: int = Field(description="paid and completed orders", examples=[13_701])
-    providers: int = Field(description="verified providers", examples=[1_659])
+    providers: int = Field(
+        description=(
+            "verified providers: those whose shops are public and can take orders (the program's "
+            '"penyedia yang sudah tayang"); pending and suspended registrations are not counted'
+        ),
+        examples=[1_659],
+    )
     products: int = Field(description="products listed (active, of verified providers)", examples=[29_477])
-    participating_pemda: int = Field(description="regencies and cities with at least one such order", examples=[24])
+    participating_pemda: int = Field(
+        description="regencies and cities (pemkab/pemkot; the province itself is not counted) with at least one "
+        "paid or completed order",
+        examples=[24],
+    )
     by_pemda: list[PemdaFigures]
     by_period: list[PeriodFigures]
+    top_providers: list[ProviderFigures] = Field(description="the 10 providers with the most value, largest first")
+    by_category: list[CategoryFigures] = Field(description="top-level categories sold, largest value first")
     filters: StatsFilters
     generated_at: datetime
 
@@ -156,12 +201,14 @@ def compose(catalog: CatalogStats, orders: OrderStats, query: StatsQuery, now: d
         orders=orders.orders,
         providers=catalog.providers,
         products=catalog.products,
-        participating_pemda=orders.participating_pemda,
+        participating_pemda=sum(1 for o in orders.by_pemda if o.orders > 0 and REGENCY_OR_CITY.match(o.pemda)),
         by_pemda=[PemdaFigures(**rows[k]) for k in sorted(rows)],
         by_period=[
             PeriodFigures(period=p.period, orders=p.orders, transaction_value=p.transaction_value)
             for p in sorted(orders.by_period, key=lambda p: p.period)
         ],
+        top_providers=[ProviderFigures(**p.model_dump()) for p in orders.top_providers],
+        by_category=[CategoryFigures(**c.model_dump()) for c in orders.by_category],
         filters=StatsFilters(pemda=query.pemda, from_=query.from_, to=query.to),
         generated_at=now,
     )

@@ -181,8 +181,15 @@ def generate(providers: int, products: int, promotions: int, random_seed: int, n
     span = (datetime(2021, 11, 30, tzinfo=UTC) - launch).total_seconds()
     pemda_weights = [(code, weight) for code, _, weight in PEMDAS]
 
+    # `providers` and `products` count what the public sees, as the program's figures do ("sudah
+    # tayang"): verified providers, and active products of verified providers. Pending and
+    # suspended providers (about 7%) and inactive or unlisted products come on top of them.
+    statuses = (
+        ["verified"] * providers + ["pending"] * round(providers * 5 / 93) + ["suspended"] * round(providers * 2 / 93)
+    )
+    rng.shuffle(statuses)
     provider_docs = []
-    for n in range(1, providers + 1):
+    for n, status in enumerate(statuses, start=1):
         pemda = _weighted(rng, pemda_weights)
         town = TOWN[pemda]
         entity = _weighted(rng, LEGAL)
@@ -190,7 +197,6 @@ def generate(providers: int, products: int, promotions: int, random_seed: int, n
         if rng.random() < 0.3:
             name += f" {town}"
         created = launch + timedelta(seconds=rng.random() * span)
-        status = _weighted(rng, [("verified", 93), ("pending", 5), ("suspended", 2)])
         slug = "".join(ch for ch in name.lower() if ch.isalnum())[:24]
         digits = "".join(str(rng.randrange(10)) for _ in range(15))
         provider_docs.append(
@@ -221,8 +227,11 @@ def generate(providers: int, products: int, promotions: int, random_seed: int, n
     product_docs = []
     # Providers differ in size: a few large shops, many small UMKM.
     provider_weights = [rng.paretovariate(1.3) for _ in provider_docs]
-    owners = rng.choices(provider_docs, weights=provider_weights, k=products)
-    for n, provider in enumerate(owners, start=1):
+    listed = 0
+    n = 0
+    while listed < products:
+        n += 1
+        provider = rng.choices(provider_docs, weights=provider_weights)[0]
         category = _weighted(rng, leaves)
         template = PRODUCTS[category][1]
         base = rng.choice(template.names)
@@ -246,13 +255,14 @@ def generate(providers: int, products: int, promotions: int, random_seed: int, n
                 "min_order_qty": rng.choice(template.min_qty),
                 "images": [f"https://cdn.bejo.example/produk/prd-{n:06d}.jpg"],
                 "regions": ["35"] if rng.random() < 0.2 else [provider["pemda_code"]],
-                "status": "inactive" if rng.random() < 0.03 else "active",
+                "status": (product_status := "inactive" if rng.random() < 0.03 else "active"),
                 "version": 1,
                 "created_at": created,
                 "updated_at": created,
                 HOLDS: [],
             }
         )
+        listed += product_status == "active" and provider["status"] == "verified"
 
     by_provider: dict[str, list[str]] = {}
     for product in product_docs:
