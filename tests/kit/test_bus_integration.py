@@ -8,7 +8,7 @@ import signal
 import sys
 import textwrap
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,6 +18,7 @@ from typing import Any
 import aio_pika
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
+from support import holds_for, wait_until
 
 from bejo_contracts import SYSTEM, Envelope, topology
 from bejo_contracts.catalog import ProviderRegistered
@@ -43,14 +44,6 @@ def provider_event(n: int) -> ProviderRegistered:
         status="pending",
         actor=SYSTEM,
     )
-
-
-async def wait_until(predicate: Callable[[], bool], within: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -169,12 +162,7 @@ async def test_failing_handler_is_retried_then_parked_then_replayed(
         await bus.publish(envelope)
         # 1 attempt + one per retry delay, then parked.
         await wait_until(lambda: attempts[envelope.id] == kit_settings.max_attempts)
-        parked: list[ParkedMessage] = []
-        for _ in range(50):
-            parked = await _list(kit_settings, spec)
-            if parked:
-                break
-            await asyncio.sleep(0.1)
+        parked: list[ParkedMessage] = await wait_until(lambda: _list(kit_settings, spec), within=5)
         assert [p.message_id for p in parked] == [envelope.id]
         assert parked[0].attempts == kit_settings.max_attempts
         assert "downstream unavailable" in parked[0].last_error
@@ -329,8 +317,8 @@ async def test_outbox_survives_process_killed_between_write_and_publish(
         for relay in relays:
             relay.start()
         await wait_until(lambda: consumed.received == [event_id])
-        await asyncio.sleep(0.5)
-        assert consumed.received == [event_id]
+        # Past the relays' grace, neither publishes it again.
+        await holds_for(lambda: consumed.received == [event_id], seconds=1.0)
         assert await relays[0].backlog() == 0
     finally:
         for relay in relays:
