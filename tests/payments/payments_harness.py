@@ -23,7 +23,9 @@ from bejo_kit.bus import Bus, IncomingEvent
 from bejo_kit.settings import KitSettings
 from bejo_payments import api
 from bejo_payments.app import build
-from bejo_payments.sandbox import CALLBACK_PATH, send_payment_callback
+from bejo_payments.access import TOKEN_PATH
+from bejo_payments.callbacks import CALLBACK_PATH
+from bejo_payments.sandbox import obtain_access_token, send_payment_callback
 from bejo_payments.service import PaymentsService
 from bejo_payments.settings import PaymentsSettings
 
@@ -117,7 +119,7 @@ class Payments:
         return items
 
     async def sandbox_pay(self, va_number: str, amount: int) -> dict[str, Any]:
-        result: dict[str, Any] = await self.post(f"/api/v1/sandbox/va/{va_number}/pay", {}, {"amount": amount})
+        result: dict[str, Any] = await self.post(f"/api/v1/sandbox/va/{va_number}/pay", self.admin(), {"amount": amount})
         return result
 
     def events_of(self, payment_id: str, event_type: str | None = None) -> list[Envelope]:
@@ -151,12 +153,22 @@ async def callback(p: Payments, va: str, amount: int, **overrides: Any) -> tuple
         "amount": amount,
         "partner_id": p.settings.sandbox_partner_id,
         "secret": p.settings.snap_client_secrets[p.settings.sandbox_partner_id],
-        "token": p.settings.snap_callback_token,
+        "private_key": p.settings.sandbox_private_key,
         "va_prefix": p.settings.va_prefix,
         **overrides,
     }
     result = await send_payment_callback(**arguments)
     return result.http_status, result.body
+
+
+async def access_token(p: Payments, partner_id: str | None = None) -> str:
+    """A SNAP B2B access token of replica `p`, obtained as the sandbox bank obtains one."""
+    return await obtain_access_token(
+        p.http,
+        p.base_url + TOKEN_PATH,
+        partner_id or p.settings.sandbox_partner_id,
+        p.settings.sandbox_private_key,
+    )
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from payments_harness import PEMDA, Payments, StartPayments, by_account, callback, ledger_sum
+from payments_harness import PEMDA, Payments, StartPayments, access_token, by_account, callback, ledger_sum
 from support import bearer, serve, service_settings, token, wait_until
 
 from bejo_contracts.common import WIB
@@ -26,7 +26,7 @@ from bejo_contracts.payments import (
 )
 from bejo_payments import scheduler
 from bejo_payments.app import build
-from bejo_payments.sandbox import CALLBACK_PATH
+from bejo_payments.callbacks import CALLBACK_PATH
 from bejo_payments.scheduler import SETTLEMENT_GRACE
 from bejo_payments.settings import PaymentsSettings
 
@@ -90,9 +90,11 @@ async def test_refused_callbacks_are_answered_with_their_code_and_change_nothing
         va, total = payment["va_number"], payment["invoice"]["total"]
         assert total == 1_110_000
 
+        sandbox_token = await access_token(p)
         refusals = {
             "forged signature": await callback(p, va, total, secret="not-the-bank-secret"),
-            "unknown partner": await callback(p, va, total, partner_id="SOMEBANK"),
+            "partner other than the token's": await callback(p, va, total, partner_id="SOMEBANK", token=sandbox_token),
+            "unknown token": await callback(p, va, total, token="not-a-token-we-issued"),
             "stale timestamp": await callback(p, va, total, now=datetime.now(UTC) - timedelta(minutes=6)),
             "future timestamp": await callback(p, va, total, now=datetime.now(UTC) + timedelta(minutes=6)),
             "wrong amount": await callback(p, va, total - 1),
@@ -100,7 +102,8 @@ async def test_refused_callbacks_are_answered_with_their_code_and_change_nothing
         }
         assert {case: (status, body["responseCode"]) for case, (status, body) in refusals.items()} == {
             "forged signature": (401, "4012500"),
-            "unknown partner": (401, "4012500"),
+            "partner other than the token's": (401, "4012501"),
+            "unknown token": (401, "4012501"),
             "stale timestamp": (401, "4012502"),
             "future timestamp": (401, "4012502"),
             "wrong amount": (404, "4042513"),
@@ -126,7 +129,14 @@ async def test_malformed_callbacks_get_snap_codes_not_500(start_payments: StartP
         async with p.http.post(p.base_url + CALLBACK_PATH, data=b"{}", headers={"X-TIMESTAMP": "x"}) as response:
             assert response.status == 400
             assert (await response.json())["responseCode"] == "4002502"  # X-SIGNATURE missing
-        headers = {"X-TIMESTAMP": "27-11-2026", "X-SIGNATURE": "s", "X-PARTNER-ID": "SANDBOXBANK", "X-EXTERNAL-ID": "1"}
+        headers = {
+            "X-TIMESTAMP": "27-11-2026",
+            "X-SIGNATURE": "s",
+            "X-PARTNER-ID": "SANDBOXBANK",
+            "X-EXTERNAL-ID": "1",
+            "CHANNEL-ID": "95231",
+            "Authorization": "Bearer t",
+        }
         async with p.http.post(p.base_url + CALLBACK_PATH, data=b"{}", headers=headers) as response:
             assert response.status == 400
             assert (await response.json())["responseCode"] == "4002501"
@@ -394,17 +404,17 @@ async def test_the_sweep_settles_a_payment_whose_writer_died_after_the_paid_writ
         doc = await p.service.repo.get(payment["id"])
         assert doc is not None
         # What a paying callback writes first; the process "dies" before settling.
-        paid = await p.service.mark_paid(doc, reference="X", via="test", now=doc["created_at"])
+        paid = await p.service.mark_paid(doc, reference="X", via="test", now=doc.created_at)
         assert [e["kind"] for e in await p.ledger(payment["id"])] == ["payment_received"] * 2
         # Within the grace its writer may still be settling it: the sweep leaves it alone.
-        assert await scheduler.settle_stalled(p.service, paid["updated_at"]) == 0
+        assert await scheduler.settle_stalled(p.service, paid.updated_at) == 0
 
-        later = paid["updated_at"] + SETTLEMENT_GRACE * 2
+        later = paid.updated_at + SETTLEMENT_GRACE * 2
         await asyncio.gather(*(scheduler.settle_stalled(replica.service, later) for replica in p.replicas))
         await asyncio.gather(*(scheduler.settle_stalled(replica.service, later) for replica in p.replicas))
         after = await p.service.repo.get(payment["id"])
-        assert after is not None and after["status"] == "settled"
-        assert [h["status"] for h in after["history"]] == ["awaiting_payment", "paid", "settled"]
+        assert after is not None and after.status == "settled"
+        assert [h.status for h in after.history] == ["awaiting_payment", "paid", "settled"]
         ledger = await p.ledger(payment["id"])
         assert [e["kind"] for e in ledger] == ["payment_received"] * 2 + ["settlement"] * 4
         assert ledger_sum(ledger) == 0

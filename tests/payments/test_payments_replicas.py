@@ -22,6 +22,7 @@ from bejo_contracts.payments import (
 )
 from bejo_kit.mongo import utcnow
 from bejo_payments import scheduler
+from bejo_payments.domain import Payment
 
 pytestmark = pytest.mark.integration
 
@@ -31,8 +32,8 @@ async def post(p: Payments, path: str, headers: dict[str, str], json: Any) -> tu
         return response.status, await response.json(content_type=None)
 
 
-def statuses(doc: dict[str, Any]) -> list[str]:
-    return [entry["status"] for entry in doc["history"]]
+def statuses(payment: Payment) -> list[str]:
+    return [entry.status for entry in payment.history]
 
 
 async def test_the_same_bank_callback_on_both_replicas_pays_once_with_one_set_of_postings(
@@ -58,7 +59,7 @@ async def test_the_same_bank_callback_on_both_replicas_pays_once_with_one_set_of
 
         doc = await p.service.repo.get(payment["id"])
         assert doc is not None and statuses(doc) == ["awaiting_payment", "paid", "settled"]
-        assert [entry["kind"] for entry in doc["ledger"]] == ["payment_received", "settlement"]
+        assert [entry.kind for entry in doc.ledger] == ["payment_received", "settlement"]
         ledger = await p.ledger(payment["id"])
         assert ledger_sum(ledger) == 0
         assert by_account(ledger) == {
@@ -126,7 +127,7 @@ async def test_racing_charges_and_refunds_through_both_replicas_take_effect_once
         doc = await p.service.repo.get(payment["id"])
         assert doc is not None and statuses(doc) == ["awaiting_payment", "paid", "settled", "refunded"]
         ledger = await p.ledger(payment["id"])
-        assert [entry["kind"] for entry in doc["ledger"]] == [
+        assert [entry.kind for entry in doc.ledger] == [
             "payment_received",
             "settlement",
             "settlement_reversal",

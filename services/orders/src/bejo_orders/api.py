@@ -12,11 +12,13 @@ from bejo_kit.mongo import utcnow
 from . import ocds
 from .checkout import IDEMPOTENCY_HEADER
 from .domain import Action
+from .redflags import RedFlagList, RedFlagQuery
 from .service import OrdersService
 from .views import (
     CheckoutView,
     HistoryView,
     ListQuery,
+    OcdsPolicy,
     OcdsQuery,
     OrderList,
     OrderView,
@@ -48,14 +50,34 @@ async def order_stats(req: ApiRequest[None, StatsQuery]) -> Stats:
 
 @router.get("/api/v1/ocds/releases", query=OcdsQuery, response=ReleasePackage)
 async def ocds_releases(req: ApiRequest[None, OcdsQuery]) -> dict[str, Any]:
-    """Approved orders as an OCDS 1.1 release package (public; paged with `links.next`)."""
+    """Approved orders as an OCDS 1.1 release package, every release of each (public; paged with
+    `links.next`). URIs are on the gateway's public URL (`BEJO_PUBLIC_URL`)."""
     service = service_of(req)
     releases, next_cursor = await service.queries.ocds_releases(req.query)
-    url = req.request.url
+    pub = service.queries.publication()
+    # the same path and query, on the public base URL rather than this service's address
+    url = URL(pub.url(str(req.request.rel_url)))
     next_uri = str(url.update_query(cursor=next_cursor)) if next_cursor else None
-    return ocds.release_package(
-        releases, uri=str(url), published=utcnow(), publisher=service.settings.ocds_publisher, next_uri=next_uri
-    )
+    return ocds.release_package(releases, pub=pub, uri=str(url), published=utcnow(), next_uri=next_uri)
+
+
+@router.get("/api/v1/ocds/policy", response=OcdsPolicy)
+async def ocds_policy(req: ApiRequest[None, None]) -> OcdsPolicy:
+    """The publication policy of the OCDS data: what is published, when, and under which license."""
+    return OcdsPolicy.of(service_of(req).queries.publication())
+
+
+@router.get(
+    "/api/v1/redflags",
+    query=RedFlagQuery,
+    response=RedFlagList,
+    roles=("admin", "auditor"),
+    responses={403: "The pemda asked for is outside the caller's", 422: "Invalid filter or cursor"},
+)
+async def red_flags(req: ApiRequest[None, RedFlagQuery]) -> RedFlagList:
+    """Red-flag indicators of the caller's pemda and below (auditors, admins): each flag with its
+    rule, orders, amount, time and evidence, newest first; `summary` counts what each rule examined."""
+    return await service_of(req).redflags.list_flags(req.user, req.query)
 
 
 @router.post(

@@ -11,6 +11,7 @@ from bejo_contracts.common import PaymentMethod
 from bejo_contracts.orders import OrderLine, OrderStatus
 
 from .domain import HistoryEntry, Order
+from .ocds import Publication
 
 
 class CartLineIn(BaseModel):
@@ -27,6 +28,13 @@ class PlaceOrder(BaseModel):
     delivery_address: str = Field(min_length=5, max_length=500, examples=["Jl. Pahlawan 110, Surabaya"])
     rup_code: str = Field(min_length=3, max_length=64, description="Kode RUP", examples=["RUP-35.15-2026-0001"])
     ppk_id: str = Field(min_length=1, max_length=200, description="`sub` of the approving PPK's token")
+    satker_name: str | None = Field(
+        default=None,
+        min_length=2,
+        max_length=200,
+        description="the buyer satker's name, as published (OCDS)",
+        examples=["Dinas Kesehatan Kabupaten Sidoarjo"],
+    )
     payment_method: PaymentMethod = Field(examples=["va"])
 
 
@@ -40,6 +48,7 @@ class OrderView(BaseModel):
     provider_name: str
     pemda: str
     satker: str
+    satker_name: str | None = None
     pp_id: str
     ppk_id: str
     payment_method: PaymentMethod
@@ -151,6 +160,7 @@ class OcdsQuery(BaseModel):
 
 class OcdsPublisher(BaseModel):
     name: str
+    uri: str | None = None
 
 
 class OcdsLinks(BaseModel):
@@ -164,5 +174,34 @@ class ReleasePackage(BaseModel):
     version: str = Field(examples=["1.1"])
     publishedDate: str
     publisher: OcdsPublisher
+    license: str
+    publicationPolicy: str
     releases: list[dict[str, Any]]
     links: OcdsLinks | None = None
+
+
+class OcdsPolicy(BaseModel):
+    """How bejo publishes its contracting data (OCDS `publicationPolicy`)."""
+
+    publisher: str
+    license: str
+    ocid_prefix: str
+    policy: list[str]
+
+    @classmethod
+    def of(cls, pub: Publication) -> OcdsPolicy:
+        return cls(
+            publisher=pub.publisher,
+            license=pub.license,
+            ocid_prefix=pub.ocid_prefix,
+            policy=[
+                "Setiap pesanan yang disetujui PPK (Surat Pesanan ditandatangani) diterbitkan sebagai satu proses "
+                "pengadaan (ocid); setiap perubahan penting (BAST, pembayaran, selesai, refund, batal) menambah rilis.",
+                "Data terbit seketika, langsung dari sistem pesanan; pesanan sebelum persetujuan tidak diterbitkan.",
+                "Nilai dalam rupiah bulat; transaksi menunjukkan jumlah yang benar-benar dibayar (termasuk PPN).",
+                "Barang diklasifikasikan dengan pohon kategori katalog (skema X-BEJO-KATEGORI, "
+                "GET /api/v1/categories).",
+                "Every order approved by its PPK is published as one contracting process; each material change "
+                "(BAST, payment, completion, refund, cancellation) adds a release. Published as it happens.",
+            ],
+        )

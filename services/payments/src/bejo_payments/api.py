@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Literal, cast
 
+import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bejo_kit.api import ENDPOINTS, ApiRequest, Endpoint, Handler, Router
-from bejo_kit.mongo import Document, utcnow
+from bejo_kit.mongo import utcnow
 
-from .callbacks import SnapCallbacks
-from .sandbox import CALLBACK_PATH, send_payment_callback
+from . import domain, snap
+from .access import TOKEN_PATH, AccessTokens
+from .callbacks import CALLBACK_PATH, SnapCallbacks, SnapNotification
+from .sandbox import send_payment_callback
 from .service import PaymentsService
 from .settings import PaymentsSettings
 
@@ -20,6 +24,7 @@ router = Router(tag="payments")
 sandbox_router = Router(tag="sandbox")
 SERVICE = web.AppKey("payments_service", PaymentsService)
 CALLBACKS = web.AppKey("payments_callbacks", SnapCallbacks)
+TOKENS = web.AppKey("payments_access_tokens", AccessTokens)
 SETTINGS = web.AppKey("payments_settings", PaymentsSettings)
 
 BUYERS_AND_OVERSIGHT = ("pp", "ppk", "bendahara", "penyedia", "admin", "auditor")
@@ -111,7 +116,38 @@ class RefundRequest(BaseModel):
 class SnapResponse(BaseModel):
     responseCode: str = Field(description="HTTP status + service code 25 + case code", examples=["2002500"])
     responseMessage: str = Field(examples=["Successful"])
+    virtualAccountData: dict[str, Any] | None = Field(
+        None,
+        description="the notification's partnerServiceId, customerNo, virtualAccountNo, paymentRequestId, "
+        "paidAmount and trxDateTime, the bill's totalAmount, and paymentFlagStatus (00 accepted, 01 refused)",
+    )
+
+
+class SnapRefusal(BaseModel):
+    """A refusal by a SNAP endpoint: SNAP's responseCode and responseMessage for the bank, plus the
+    RFC 9457 problem members. Sent as application/json, as SNAP requires."""
+
+    responseCode: str = Field(pattern=r"^[0-9]{7}$", examples=["4002502"])
+    responseMessage: str = Field(examples=["Invalid Mandatory Field [X-PARTNER-ID]"])
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str = Field(description="stable machine-readable name", examples=["missing_mandatory_field"])
     virtualAccountData: dict[str, Any] | None = None
+
+
+class TokenRequest(BaseModel):
+    grantType: Literal["client_credentials"]
+    additionalInfo: dict[str, Any] | None = None
+
+
+class TokenResponse(BaseModel):
+    responseCode: str = Field(examples=["2007300"])
+    responseMessage: str = Field(examples=["Successful"])
+    accessToken: str
+    tokenType: Literal["Bearer"]
+    expiresIn: str = Field(description="lifetime in seconds", examples=["900"])
 
 
 class SandboxPay(BaseModel):
@@ -128,8 +164,8 @@ class SandboxPayResult(BaseModel):
     response: dict[str, Any]
 
 
-def payment_out(doc: Document) -> PaymentOut:
-    return PaymentOut(id=doc["_id"], **{k: v for k, v in doc.items() if k in PaymentOut.model_fields and k != "id"})
+def payment_out(payment: domain.Payment) -> PaymentOut:
+    return PaymentOut.model_validate(payment.model_dump(include=set(PaymentOut.model_fields)))
 
 
 def service_of(req: ApiRequest[Any, Any]) -> PaymentsService:
@@ -201,49 +237,189 @@ async def refund(req: ApiRequest[RefundRequest, None]) -> PaymentOut:
     return payment_out(await service_of(req).refund(req.path("id"), req.body.reason, req.user))
 
 
-async def snap_callback(request: web.Request) -> web.Response:
-    """Bank payment notification (SNAP). No JWT: the X-SIGNATURE is the authentication."""
-    result = await request.app[CALLBACKS].handle(dict(request.headers), await request.read(), utcnow())
-    return web.json_response(result.body, status=result.http_status)
+# -- SNAP: plain routes, not the Router: the kit would verify a bank's `Authorization` (its SNAP
+# access token) as our JWT, and SNAP answers with its own body rather than problem+json.
 
 
-def install_callback(app: web.Application) -> None:
-    # A plain route, not the Router: the kit would verify a bank's `Authorization` header as our JWT,
-    # and SNAP answers with its own body rather than problem+json.
-    app.router.add_post(CALLBACK_PATH, snap_callback)
-    app[ENDPOINTS].append(
-        Endpoint(
-            method="POST",
-            path=CALLBACK_PATH,
-            handler=cast(Handler, snap_callback),  # read for its name only, by the OpenAPI generator
-            body=None,
-            query=None,
-            response=SnapResponse,
-            status=200,
-            summary="Bank payment notification (SNAP), signed with X-SIGNATURE; see docs/payments.md",
-            roles=None,
-            tag="payments",
-            responses={
-                401: "4012500 invalid signature, 4012502 stale X-TIMESTAMP",
-                404: "4042512 unknown VA, 4042513 wrong amount, 4042514 paid bill, 4042519 expired VA",
-                409: "4092500 X-EXTERNAL-ID reused today with another body",
-            },
-        )
+def snap_response(answer: snap.Reply, now: datetime) -> web.Response:
+    return web.json_response(
+        answer.body, status=answer.http_status, headers={"X-TIMESTAMP": snap.format_timestamp(now)}
     )
 
 
-@sandbox_router.post("/api/v1/sandbox/va/{va}/pay", body=SandboxPay, response=SandboxPayResult)
+async def snap_callback(request: web.Request) -> web.Response:
+    """Bank payment notification (SNAP), authenticated by its B2B access token and X-SIGNATURE"""
+    now = utcnow()
+    answer = await request.app[CALLBACKS].handle(request.headers, await request.read(), now)
+    return snap_response(answer, now)
+
+
+async def snap_access_token(request: web.Request) -> web.Response:
+    """SNAP B2B access token for a bank: X-SIGNATURE is SHA256withRSA of `client_id|X-TIMESTAMP`"""
+    now = utcnow()
+    answer = await request.app[TOKENS].issue(request.headers, await request.read(), now)
+    return snap_response(answer, now)
+
+
+def _header(name: str, description: str, example: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "header",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string", "minLength": 1},
+        "example": example,
+    }
+
+
+TIMESTAMP_HEADER = _header("X-TIMESTAMP", "ISO-8601 with its offset, within 5 minutes", "2026-11-27T10:00:00+07:00")
+SNAP_HEADERS: dict[str, list[dict[str, Any]]] = {
+    CALLBACK_PATH: [
+        TIMESTAMP_HEADER,
+        _header("X-SIGNATURE", "base64 HMAC-SHA512 of the string to sign (docs/payments.md)", "mMjMgn4N...=="),
+        _header("X-PARTNER-ID", "the bank's client id, the one its access token was issued to", "SANDBOXBANK"),
+        _header("X-EXTERNAL-ID", "unique per partner and day; the idempotency key", "41807553358950093184"),
+        _header("CHANNEL-ID", "SNAP channel id", "95231"),
+    ],
+    TOKEN_PATH: [
+        TIMESTAMP_HEADER,
+        _header("X-CLIENT-KEY", "the bank's client id", "SANDBOXBANK"),
+        _header(
+            "X-SIGNATURE", "base64 SHA256withRSA of `client_id|X-TIMESTAMP`, checked with its registered key", "Zm9v"
+        ),
+    ],
+}
+SNAP_SECURITY_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": f"SNAP B2B access token from POST {TOKEN_PATH} (not a bejo JWT)",
+}
+
+
+def snap_openapi(document: dict[str, Any]) -> dict[str, Any]:
+    """What the kit's generator cannot say about the SNAP operations: their headers, the B2B token
+    they carry, and their refusals, which are application/json SNAP bodies (SnapRefusal), not
+    problem+json. No 422: a bad field is a SNAP 400."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schema = SnapRefusal.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(schema.pop("$defs", {}))
+    schemas["SnapRefusal"] = schema
+    document["components"].setdefault("securitySchemes", {})["snapAccessToken"] = SNAP_SECURITY_SCHEME
+    refusal = {"application/json": {"schema": {"$ref": "#/components/schemas/SnapRefusal"}}}
+    for path, headers in SNAP_HEADERS.items():
+        operation = document.get("paths", {}).get(path, {}).get("post")
+        if operation is None:
+            continue
+        operation["parameters"] = [*headers, *operation.get("parameters", [])]
+        operation["responses"].pop("422", None)
+        for status, response in operation["responses"].items():
+            if status.startswith(("4", "5")):
+                response["content"] = refusal
+            response["headers"] = {"X-TIMESTAMP": {"schema": {"type": "string"}, "description": "time of the answer"}}
+        if path == CALLBACK_PATH:
+            operation["security"] = [{"snapAccessToken": []}]
+    return document
+
+
+@web.middleware
+async def snap_openapi_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    response = await handler(request)
+    if request.path != "/openapi.json" or not isinstance(response, web.Response) or response.body is None:
+        return response
+    document = snap_openapi(orjson.loads(cast(bytes, response.body)))
+    return web.Response(body=orjson.dumps(document), status=response.status, content_type="application/json")
+
+
+def _snap_endpoint(
+    path: str,
+    handler: Handler,
+    body: type[BaseModel],
+    response: type[BaseModel],
+    summary: str,
+    responses: dict[int, str],
+) -> Endpoint:
+    return Endpoint(
+        method="POST",
+        path=path,
+        handler=handler,  # read for its name only, by the OpenAPI generator
+        body=body,
+        query=None,
+        response=response,
+        status=200,
+        summary=summary,
+        roles=None,
+        tag="payments",
+        responses=responses,
+    )
+
+
+def install_snap(app: web.Application) -> None:
+    app.router.add_post(CALLBACK_PATH, snap_callback)
+    app.router.add_post(TOKEN_PATH, snap_access_token)
+    app[ENDPOINTS].extend(
+        [
+            _snap_endpoint(
+                TOKEN_PATH,
+                cast(Handler, snap_access_token),
+                TokenRequest,
+                TokenResponse,
+                "SNAP B2B access token for a bank (RSA-signed request); see docs/payments.md",
+                {
+                    400: "4007300 not JSON, 4007301 bad X-TIMESTAMP or grantType, 4007302 header or grantType missing",
+                    401: "4017300 unknown client, bad signature or stale X-TIMESTAMP",
+                },
+            ),
+            _snap_endpoint(
+                CALLBACK_PATH,
+                cast(Handler, snap_callback),
+                SnapNotification,
+                SnapResponse,
+                "Bank payment notification (SNAP), with its B2B token and X-SIGNATURE; see docs/payments.md",
+                {
+                    400: "4002500 not JSON or nested too deep, 4002501 bad field format, "
+                    "4002502 mandatory field missing",
+                    401: "4012500 invalid signature, 4012501 invalid access token, 4012502 stale X-TIMESTAMP",
+                    404: "4042504 cancelled, 4042512 unknown VA, 4042513 wrong amount, 4042514 paid bill, "
+                    "4042519 expired VA",
+                    409: "4092500 X-EXTERNAL-ID reused today with another body",
+                },
+            ),
+        ]
+    )
+    app.middlewares.append(snap_openapi_middleware)
+
+
+def callback_url(req: ApiRequest[Any, Any], settings: PaymentsSettings) -> str:
+    """Where the sandbox bank calls back: the configured URL, else this server's own listening socket
+    (never the request's Host header: whoever sends the request chooses that)."""
+    if settings.sandbox_callback_url:
+        return settings.sandbox_callback_url
+    transport = req.request.transport
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    if not sockname:
+        return f"http://127.0.0.1:{settings.http_port}{CALLBACK_PATH}"
+    host, port = sockname[0], sockname[1]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}{CALLBACK_PATH}"
+
+
+@sandbox_router.post(
+    "/api/v1/sandbox/va/{va}/pay",
+    body=SandboxPay,
+    response=SandboxPayResult,
+    roles=("admin",),
+)
 async def sandbox_pay(req: ApiRequest[SandboxPay, None]) -> SandboxPayResult:
-    """Sandbox bank only: pay a VA, i.e. send the bank's signed callback to the payments service."""
+    """Sandbox bank only: pay a VA, i.e. get a SNAP access token and send the bank's signed callback."""
     settings = req.app[SETTINGS]
-    callback_url = settings.sandbox_callback_url or f"{req.request.url.origin()}{CALLBACK_PATH}"
     result = await send_payment_callback(
-        callback_url=callback_url,
+        callback_url=callback_url(req, settings),
         va_number=req.path("va"),
         amount=req.body.amount,
         partner_id=settings.sandbox_partner_id,
         secret=settings.snap_client_secrets[settings.sandbox_partner_id],
-        token=settings.snap_callback_token,
+        private_key=settings.sandbox_private_key,
         va_prefix=settings.va_prefix,
     )
     return SandboxPayResult(http_status=result.http_status, external_id=result.external_id, response=result.body)

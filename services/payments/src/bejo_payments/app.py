@@ -7,6 +7,7 @@ from aiohttp import web
 from bejo_kit.runtime import Runtime, run_service
 
 from . import api, consumers, repository, scheduler
+from .access import AccessTokens
 from .adapters import SandboxBank
 from .callbacks import SnapCallbacks
 from .service import PaymentsService
@@ -28,10 +29,12 @@ def build(settings: PaymentsSettings | None = None) -> web.Application:
         description="Invoices with tax withholding, VA and KKPD payments, signed SNAP callbacks, ledger, settlement.",
     )
     app[api.SERVICE] = service
-    app[api.CALLBACKS] = SnapCallbacks(service)
+    tokens = AccessTokens(settings, payments)
+    app[api.TOKENS] = tokens
+    app[api.CALLBACKS] = SnapCallbacks(service, tokens)
     app[api.SETTINGS] = settings
     api.router.install(app)
-    api.install_callback(app)
+    api.install_snap(app)
     if settings.sandbox_enabled:
         api.sandbox_router.install(app)
     return app

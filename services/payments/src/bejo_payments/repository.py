@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pymongo import IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
@@ -13,10 +13,11 @@ from bejo_contracts import Envelope
 from bejo_kit.mongo import Document, Indexes
 from bejo_kit.outbox import WITHOUT_OUTBOX, Outbox
 
-from .domain import invoice_number
+from .domain import Payment, invoice_number
 
 PAYMENTS = "payments"
 OUTBOX_COLLECTIONS = [PAYMENTS]
+APPEND_ONLY = ("history", "ledger", "virtual_accounts")
 INDEXES = Indexes(
     {
         # The sweeps: open VAs by expiry, and payments stalled in `paid` (status prefix).
@@ -32,34 +33,58 @@ class PaymentsRepository:
         self.virtual_accounts = db["virtual_accounts"]  # _id: VA number
         self.counters = db["counters"]  # _id: "invoice:<pemda>:<year>"
         self.callbacks = db["callback_responses"]  # _id: "<partner>:<WIB date>:<external id>"
+        self.access_tokens = db["access_tokens"]  # _id: sha256 of a SNAP B2B access token
 
     # -- payments ---------------------------------------------------------------------------------
 
-    async def get(self, payment_id: str) -> Document | None:
-        return await self.payments.find_one({"_id": payment_id}, WITHOUT_OUTBOX)
+    async def get(self, payment_id: str) -> Payment | None:
+        doc = await self.payments.find_one({"_id": payment_id}, WITHOUT_OUTBOX)
+        return None if doc is None else Payment.model_validate(doc)
 
-    async def insert(self, document: Document, events: Sequence[Envelope]) -> bool:
+    async def insert(self, payment: Payment, events: Sequence[Envelope]) -> bool:
         """False if a payment with this `_id` exists already (then no event goes out)."""
         try:
-            await self._outbox.insert_one(self.payments, document, events)
+            await self._outbox.insert_one(self.payments, payment.document(), events)
         except DuplicateKeyError:
             return False
         return True
 
-    async def update(self, doc: Document, update: Document, events: Sequence[Envelope]) -> Document | None:
-        """Apply `update` and its events if the payment is still at the version `doc` was read at;
-        the payment afterwards, or None if another writer got there first."""
-        return await self._outbox.find_one_and_update(
-            self.payments, {"_id": doc["_id"], "version": doc["version"]}, update, events
+    async def save(self, before: Payment, after: Payment, events: Sequence[Envelope]) -> Payment | None:
+        """Write `after` and its events if the payment is still at the version `before` was read at;
+        the payment afterwards, or None if another writer got there first. The lists only grow, by
+        `$push`: the ledger and the history are append-only in storage too."""
+        old, new = before.document(), after.document()
+        sets: Document = {}
+        pushes: Document = {}
+        for name, value in new.items():
+            if name in APPEND_ONLY:
+                added = value[len(old[name]) :]
+                if value[: len(old[name])] != old[name]:
+                    raise ValueError(f"{name} of payment {before.id} may only grow")
+                if added:
+                    pushes[name] = {"$each": added}
+            elif name != "_id" and old.get(name) != value:
+                sets[name] = value
+        sets.pop("version", None)
+        update: Document = {"$inc": {"version": after.version - before.version}}
+        if sets:
+            update["$set"] = sets
+        if pushes:
+            update["$push"] = pushes
+        doc = await self._outbox.find_one_and_update(
+            self.payments, {"_id": before.id, "version": before.version}, update, events
         )
+        return None if doc is None else Payment.model_validate(doc)
 
-    async def due_expiries(self, now: datetime, limit: int) -> list[Document]:
+    async def due_expiries(self, now: datetime, limit: int) -> list[Payment]:
         query = {"status": "awaiting_payment", "va_expires_at": {"$lte": now}}
-        return await self.payments.find(query, WITHOUT_OUTBOX).sort("va_expires_at", 1).limit(limit).to_list()
+        docs = await self.payments.find(query, WITHOUT_OUTBOX).sort("va_expires_at", 1).limit(limit).to_list()
+        return [Payment.model_validate(doc) for doc in docs]
 
-    async def stalled_paid(self, before: datetime, limit: int) -> list[Document]:
+    async def stalled_paid(self, before: datetime, limit: int) -> list[Payment]:
         query = {"status": "paid", "updated_at": {"$lte": before}}
-        return await self.payments.find(query, WITHOUT_OUTBOX).limit(limit).to_list()
+        docs = await self.payments.find(query, WITHOUT_OUTBOX).limit(limit).to_list()
+        return [Payment.model_validate(doc) for doc in docs]
 
     # -- invoice numbers --------------------------------------------------------------------------
 
@@ -95,6 +120,19 @@ class PaymentsRepository:
     async def payment_of_va(self, number: str) -> str | None:
         va = await self.virtual_accounts.find_one({"_id": number}, {"payment_id": 1})
         return None if va is None else str(va["payment_id"])
+
+    # -- SNAP B2B access tokens -------------------------------------------------------------------
+
+    async def store_access_token(self, digest: str, client_id: str, issued_at: datetime, expires_at: datetime) -> None:
+        """Keep a token (by digest) until it expires; tokens that expired an hour ago are deleted, so
+        the collection holds about an hour of tokens per partner."""
+        await self.access_tokens.insert_one(
+            {"_id": digest, "client_id": client_id, "issued_at": issued_at, "expires_at": expires_at}
+        )
+        await self.access_tokens.delete_many({"expires_at": {"$lt": issued_at - timedelta(hours=1)}})
+
+    async def access_token(self, digest: str) -> Document | None:
+        return await self.access_tokens.find_one({"_id": digest})
 
     # -- callback responses -----------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""`bejo sandbox pay VA AMOUNT`: the sandbox bank pays a virtual account by sending its signed callback."""
+"""`bejo sandbox pay VA AMOUNT`: the sandbox bank pays a virtual account: it gets a SNAP access token,
+then sends its signed callback."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 
 import orjson
 
-from .sandbox import CALLBACK_PATH, send_payment_callback
+from .callbacks import CALLBACK_PATH
+from .sandbox import AccessTokenRefused, send_payment_callback
 from .settings import PaymentsSettings
 
 
@@ -27,18 +29,23 @@ def _pay(args: argparse.Namespace) -> int:
         print("bejo sandbox pay: AMOUNT must be a positive whole number of rupiah", file=sys.stderr)
         return 2
     url = args.callback_url or settings.sandbox_callback_url or f"http://127.0.0.1:{settings.http_port}{CALLBACK_PATH}"
-    result = asyncio.run(
-        send_payment_callback(
-            callback_url=url,
-            va_number=args.va,
-            amount=args.amount,
-            partner_id=partner,
-            secret=secret,
-            token=settings.snap_callback_token,
-            va_prefix=settings.va_prefix,
-            external_id=args.external_id,
+    try:
+        result = asyncio.run(
+            send_payment_callback(
+                callback_url=url,
+                va_number=args.va,
+                amount=args.amount,
+                partner_id=partner,
+                secret=secret,
+                private_key=settings.sandbox_private_key,
+                va_prefix=settings.va_prefix,
+                token_url=args.token_url,
+                external_id=args.external_id,
+            )
         )
-    )
+    except AccessTokenRefused as exc:
+        print(f"bejo sandbox pay: {exc}", file=sys.stderr)
+        return 1
     print(orjson.dumps({"http_status": result.http_status, "external_id": result.external_id, **result.body}).decode())
     return 0 if result.http_status == 200 else 1
 
@@ -46,12 +53,15 @@ def _pay(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     sandbox = subparsers.add_parser("sandbox", help="sandbox bank (local and test only)")
     commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
-    pay = commands.add_parser("pay", help="pay a virtual account: sends the bank's signed SNAP callback")
+    pay = commands.add_parser(
+        "pay", help="pay a virtual account: gets a SNAP access token, then sends the bank's signed callback"
+    )
     pay.add_argument("va", metavar="VA", help="virtual account number")
     pay.add_argument("amount", metavar="AMOUNT", type=int, help="whole rupiah transferred")
     pay.add_argument(
         "--callback-url", help=f"default: PAYMENTS_SANDBOX_CALLBACK_URL or http://127.0.0.1:<port>{CALLBACK_PATH}"
     )
+    pay.add_argument("--token-url", help="SNAP access-token URL (default: /v1.0/access-token/b2b beside the callback)")
     pay.add_argument("--partner-id", help="X-PARTNER-ID (default: PAYMENTS_SANDBOX_PARTNER_ID)")
     pay.add_argument("--external-id", help="X-EXTERNAL-ID (default: random; reuse one to send a duplicate)")
     pay.set_defaults(func=_pay)

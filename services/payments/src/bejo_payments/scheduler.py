@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
-from bejo_contracts.payments import VirtualAccountExpired
 from bejo_kit.concurrency import WriteConflict
 from bejo_kit.mongo import utcnow
 
@@ -23,10 +22,9 @@ async def expire_due(service: PaymentsService, now: datetime) -> int:
     """Expire the VAs due at `now`. The conditional transition lets exactly one replica expire each
     VA, and a payment paid meanwhile is left alone."""
     expired = 0
-    for doc in await service.repo.due_expiries(now, SWEEP_BATCH):
-        event = service.event(VirtualAccountExpired, doc, va_number=doc["va_number"])
+    for payment in await service.repo.due_expiries(now, SWEEP_BATCH):
         try:
-            await service.transition(doc, "va_expired", {"va_expired_at": now}, [event], "system")
+            await service.expire_va(payment, now)
         except WriteConflict:
             continue  # changed since the query (paid, cancelled, expired elsewhere): the next pass re-reads
         expired += 1
@@ -36,8 +34,8 @@ async def expire_due(service: PaymentsService, now: datetime) -> int:
 async def settle_stalled(service: PaymentsService, now: datetime) -> int:
     """Settle payments left `paid` by a writer that died or failed before settling them."""
     stalled = await service.repo.stalled_paid(now - SETTLEMENT_GRACE, SWEEP_BATCH)
-    for doc in stalled:
-        await service.settle_quietly(doc["_id"])
+    for payment in stalled:
+        await service.settle_quietly(payment.id)
     return len(stalled)
 
 

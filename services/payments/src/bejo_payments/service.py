@@ -9,7 +9,7 @@ nor double a posting, whichever replica wins and whenever one dies.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -31,7 +31,7 @@ from bejo_kit.bus import Bus
 from bejo_kit.concurrency import WriteConflict, retry_on_conflict
 from bejo_kit.errors import Conflict, NotFound, Problem
 from bejo_kit.logging import get_logger
-from bejo_kit.mongo import Document, utcnow
+from bejo_kit.mongo import utcnow
 
 from . import domain, ledger
 from .adapters import PaymentProvider
@@ -55,16 +55,12 @@ def payment_id_for(order_id: str) -> str:
     return f"pay-{order_id}"
 
 
-def invoice_of(doc: Document) -> domain.Invoice:
-    return domain.Invoice(**doc["invoice"])
-
-
-def can_see(principal: Principal, doc: Document) -> bool:
+def can_see(principal: Principal, payment: domain.Payment) -> bool:
     if principal.role in BUYER_ROLES:
-        return bool(principal.satker == doc["satker"])
+        return bool(principal.satker == payment.satker)
     if principal.role == "penyedia":
-        return bool(principal.provider_id == doc["provider_id"])
-    return principal.oversees_pemda(doc["pemda"])
+        return bool(principal.provider_id == payment.provider_id)
+    return principal.oversees_pemda(payment.pemda)
 
 
 def actor_of(principal: Principal) -> Actor:
@@ -94,19 +90,18 @@ class PaymentsService:
 
     # -- reading ----------------------------------------------------------------------------------
 
-    async def visible(self, payment_id: str, principal: Principal) -> Document:
-        doc = await self.repo.get(payment_id)
-        if doc is None or not can_see(principal, doc):
+    async def visible(self, payment_id: str, principal: Principal) -> domain.Payment:
+        payment = await self.repo.get(payment_id)
+        if payment is None or not can_see(principal, payment):
             raise NotFound(f"no payment {payment_id!r}", code="payment_not_found")
-        return doc
+        return payment
 
-    async def for_order(self, order_id: str, principal: Principal) -> list[Document]:
-        doc = await self.repo.get(payment_id_for(order_id))
-        return [doc] if doc is not None and can_see(principal, doc) else []
+    async def for_order(self, order_id: str, principal: Principal) -> list[domain.Payment]:
+        payment = await self.repo.get(payment_id_for(order_id))
+        return [payment] if payment is not None and can_see(principal, payment) else []
 
     async def ledger(self, payment_id: str, principal: Principal) -> list[dict[str, Any]]:
-        doc = await self.visible(payment_id, principal)
-        return ledger.lines(doc)
+        return ledger.lines(await self.visible(payment_id, principal))
 
     # -- invoicing --------------------------------------------------------------------------------
 
@@ -125,37 +120,41 @@ class PaymentsService:
             ppn_rate=self.settings.ppn_rate,
             pph22_rate=self.settings.pph22_rate,
         )
-        doc: Document = {
-            "_id": payment_id,
-            "order_id": order.order_id,
-            "pemda": order.pemda,
-            "satker": order.satker,
-            "provider_id": order.provider_id,
-            "provider_name": order.provider_name,
-            "provider_pkp": order.provider_pkp,
-            "method": order.payment_method,
-            "bast_number": order.bast_number,
-            "invoice": asdict(invoice),
-            "status": "awaiting_payment",
-            "va_number": None,
-            "va_expires_at": None,
-            "virtual_accounts": [],
-            "version": 1,
-            "created_at": now,
-            "updated_at": now,
-            "ledger": [],
-            "history": [{"status": "awaiting_payment", "at": now, "actor": "system"}],
-        }
+        payment = domain.Payment(
+            id=payment_id,
+            order_id=order.order_id,
+            pemda=order.pemda,
+            satker=order.satker,
+            provider_id=order.provider_id,
+            provider_name=order.provider_name,
+            provider_pkp=order.provider_pkp,
+            method=order.payment_method,
+            bast_number=order.bast_number,
+            invoice=invoice,
+            status="awaiting_payment",
+            created_at=now,
+            updated_at=now,
+            history=[domain.HistoryEntry(status="awaiting_payment", at=now, actor="system")],
+        )
         events = [
-            self.event(InvoiceIssued, doc, invoice=InvoiceFigures(**asdict(invoice)), bast_number=order.bast_number)
+            self.event(InvoiceIssued, payment, invoice=InvoiceFigures(**asdict(invoice)), bast_number=order.bast_number)
         ]
-        if order.payment_method == "va":
+        if invoice.total == 0:
+            # Nothing to pay (say, a 100% discount): no VA or card, paid and settled in this write.
+            payment = payment.settle_without_payment(now)
+            events += [self._succeeded(payment), self._settled(payment)]
+            log.info("zero-rupiah invoice settled without payment", payment_id=payment_id, invoice=number)
+        elif order.payment_method == "va":
             va_number, expires_at = await self._open_va(payment_id, invoice.total, now)
-            doc.update(va_number=va_number, va_expires_at=expires_at, virtual_accounts=[va_number])
-            events.append(
-                self.event(VirtualAccountIssued, doc, va_number=va_number, amount=invoice.total, expires_at=expires_at)
+            payment = payment.model_copy(
+                update={"va_number": va_number, "va_expires_at": expires_at, "virtual_accounts": [va_number]}
             )
-        if not await self.repo.insert(doc, events):
+            events.append(
+                self.event(
+                    VirtualAccountIssued, payment, va_number=va_number, amount=invoice.total, expires_at=expires_at
+                )
+            )
+        if not await self.repo.insert(payment, events):
             # Invoiced concurrently by another consumer; this number stays unused (a gap).
             log.info("order invoiced concurrently", payment_id=payment_id, unused_number=number)
 
@@ -163,14 +162,13 @@ class PaymentsService:
         payment_id = payment_id_for(order.order_id)
 
         async def cancel() -> None:
-            doc = await self.repo.get(payment_id)
-            if doc is None or doc["status"] == "cancelled":
+            payment = await self.repo.get(payment_id)
+            if payment is None or payment.status == "cancelled":
                 return  # not invoiced (cancelled before the BAST), or a redelivery
-            if doc["status"] not in ("awaiting_payment", "va_expired"):
+            if payment.status not in ("awaiting_payment", "va_expired"):
                 log.warning("order cancelled after payment; an admin refund is needed", payment_id=payment_id)
                 return
-            fields = {"cancelled_at": utcnow(), "cancel_reason": order.reason}
-            await self.transition(doc, "cancelled", fields, [], "system")
+            await self._save(payment, payment.cancel(now=utcnow(), reason=order.reason), [])
 
         await retry_on_conflict(cancel)
 
@@ -185,163 +183,119 @@ class PaymentsService:
                 return va.number, va.expires_at
         raise RuntimeError("the bank kept issuing VA numbers that are already in use")
 
-    async def reissue_va(self, payment_id: str, principal: Principal) -> Document:
-        async def reissue() -> Document:
-            doc = await self.visible(payment_id, principal)  # the route requires the bendahara role
-            if doc["method"] != "va":
-                raise Conflict("this payment is by KKPD card, not by virtual account", code="wrong_method")
+    async def reissue_va(self, payment_id: str, principal: Principal) -> domain.Payment:
+        async def reissue() -> domain.Payment:
+            payment = await self.visible(payment_id, principal)  # the route requires the bendahara role
             now = utcnow()
-            events: list[Any] = []
-            if doc["status"] == "awaiting_payment":
-                if doc["va_expires_at"] > now:
-                    raise Conflict(
-                        "the current virtual account is still valid",
-                        code="va_still_valid",
-                        va_expires_at=doc["va_expires_at"].isoformat(),
-                    )
-                # Due but not yet swept: expire it here, in the same write as the new VA.
-                events.append(self.event(VirtualAccountExpired, doc, va_number=doc["va_number"]))
-            elif doc["status"] != "va_expired":
-                raise domain.IllegalTransition(
-                    doc["status"],
-                    "awaiting_payment",
-                    f"a payment in status {doc['status']!r} gets no new virtual account",
-                )
-            total = doc["invoice"]["total"]
+            payment.ensure_reissuable(now)  # before asking the bank for a number
             # A VA opened by an attempt that then loses the race is never shown; paying it is refused.
-            va_number, expires_at = await self._open_va(payment_id, total, now)
+            va_number, expires_at = await self._open_va(payment_id, payment.invoice.total, now)
+            after = payment.reissue_va(number=va_number, expires_at=expires_at, now=now, actor=principal.sub)
+            events: list[Any] = []
+            if payment.status == "awaiting_payment":  # due but not yet swept: expired in this write
+                events.append(self.event(VirtualAccountExpired, payment, va_number=payment.va_number))
             events.append(
-                self.event(VirtualAccountIssued, doc, va_number=va_number, amount=total, expires_at=expires_at)
+                self.event(
+                    VirtualAccountIssued, after, va_number=va_number, amount=after.invoice.total, expires_at=expires_at
+                )
             )
-            update = {
-                "$set": {
-                    "status": "awaiting_payment",
-                    "va_number": va_number,
-                    "va_expires_at": expires_at,
-                    "updated_at": now,
-                },
-                "$push": {
-                    "virtual_accounts": va_number,
-                    "history": {"status": "awaiting_payment", "at": now, "actor": principal.sub},
-                },
-                "$inc": {"version": 1},
-            }
-            return await self._write(doc, update, events)
+            return await self._save(payment, after, events)
 
         return await as_user_command(reissue)
 
+    async def expire_va(self, payment: domain.Payment, now: datetime) -> domain.Payment:
+        event = self.event(VirtualAccountExpired, payment, va_number=payment.va_number)
+        return await self._save(payment, payment.expire_va(now), [event])
+
     # -- KKPD -------------------------------------------------------------------------------------
 
-    async def charge(self, payment_id: str, card_token: str, principal: Principal) -> Document:
-        async def pay() -> Document:
-            doc = await self.visible(payment_id, principal)  # the route requires the bendahara role
-            if doc["method"] != "kkpd":
+    async def charge(self, payment_id: str, card_token: str, principal: Principal) -> domain.Payment:
+        async def pay() -> domain.Payment:
+            payment = await self.visible(payment_id, principal)  # the route requires the bendahara role
+            if payment.method != "kkpd":
                 raise Conflict("this payment is by virtual account, not by KKPD card", code="wrong_method")
-            if doc["status"] != "awaiting_payment":
+            if payment.status != "awaiting_payment":
                 raise domain.IllegalTransition(
-                    doc["status"], "paid", f"a payment in status {doc['status']!r} cannot be charged"
+                    payment.status, "paid", f"a payment in status {payment.status!r} cannot be charged"
                 )
-            total = doc["invoice"]["total"]
+            total = payment.invoice.total
             # Keyed by payment and card: a retry after a lost race gets the same authorisation back.
             authorisation = await self.provider.authorise_card(f"{payment_id}:{card_token}", total, card_token)
             if not authorisation.approved:
                 raise CardDeclined(f"the card was declined: {authorisation.reason}", reason=authorisation.reason)
-            return await self.mark_paid(doc, reference=authorisation.reference, via=f"kkpd:{card_token}", now=utcnow())
+            return await self.mark_paid(
+                payment, reference=authorisation.reference, via=f"kkpd:{card_token}", now=utcnow()
+            )
 
         paid = await as_user_command(pay)
         return await self.settle_quietly(payment_id) or paid
 
     # -- paying, settling, refunding --------------------------------------------------------------
 
-    async def mark_paid(self, doc: Document, *, reference: str, via: str, now: datetime) -> Document:
-        invoice = invoice_of(doc)
-        event = self.event(PaymentSucceeded, doc, amount=invoice.total, paid_at=now, reference=reference)
-        fields = {"paid_at": now, "paid_amount": invoice.total, "reference": reference, "paid_via": via}
-        entry = ledger.payment_received(invoice, doc["satker"], now)
-        return await self.transition(doc, "paid", fields, [event], "bank", [entry])
+    async def mark_paid(self, payment: domain.Payment, *, reference: str, via: str, now: datetime) -> domain.Payment:
+        after = payment.pay(now=now, reference=reference, via=via)
+        return await self._save(payment, after, [self._succeeded(after)])
 
-    async def settle(self, payment_id: str) -> Document | None:
+    async def settle(self, payment_id: str) -> domain.Payment | None:
         """Pay the provider out of escrow (net of the taxes withheld); the payment afterwards. Runs right
         after a payment succeeds; the settlement sweep re-drives it if that was interrupted."""
 
-        async def once() -> Document | None:
-            doc = await self.repo.get(payment_id)
-            if doc is None or doc["status"] != "paid":
-                return doc  # settled (or refunded) already, perhaps by another replica
-            invoice = invoice_of(doc)
-            now = utcnow()
-            event = self.event(
-                SettlementCompleted, doc, net_to_provider=invoice.net_to_provider, ppn=invoice.ppn, pph22=invoice.pph22
-            )
-            entry = ledger.settlement(invoice, doc["provider_id"], now)
-            return await self.transition(doc, "settled", {"settled_at": now}, [event], "system", [entry])
+        async def once() -> domain.Payment | None:
+            payment = await self.repo.get(payment_id)
+            if payment is None or payment.status != "paid":
+                return payment  # settled (or refunded) already, perhaps by another replica
+            after = payment.settle(utcnow())
+            return await self._save(payment, after, [self._settled(after)])
 
         return await retry_on_conflict(once)
 
-    async def settle_quietly(self, payment_id: str) -> Document | None:
+    async def settle_quietly(self, payment_id: str) -> domain.Payment | None:
         try:
             return await self.settle(payment_id)
         except Exception as exc:  # noqa: BLE001 - the payment stands; the sweep settles it later
             log.warning("settlement deferred to the sweep", payment_id=payment_id, error=str(exc))
             return None
 
-    async def refund(self, payment_id: str, reason: str, principal: Principal) -> Document:
-        async def once() -> Document:
-            doc = await self.visible(payment_id, principal)
-            if doc["status"] not in ("paid", "settled"):
-                raise domain.IllegalTransition(
-                    doc["status"],
-                    "refunded",
-                    f"only a paid or settled payment can be refunded; this one is {doc['status']!r}",
-                )
-            invoice = invoice_of(doc)
-            now = utcnow()
-            settled = doc["status"] == "settled"
-            entries = ledger.refund(invoice, doc["satker"], doc["provider_id"], settled, now)
-            event = self.event(RefundCompleted, doc, amount=invoice.total, reason=reason, actor=actor_of(principal))
-            fields = {"refunded_at": now, "refund_reason": reason, "refunded_by": principal.sub}
-            return await self.transition(doc, "refunded", fields, [event], principal.sub, entries)
+    async def refund(self, payment_id: str, reason: str, principal: Principal) -> domain.Payment:
+        async def once() -> domain.Payment:
+            payment = await self.visible(payment_id, principal)
+            after = payment.refund(now=utcnow(), reason=reason, by=principal.sub)
+            event = self.event(
+                RefundCompleted, payment, amount=payment.invoice.total, reason=reason, actor=actor_of(principal)
+            )
+            return await self._save(payment, after, [event])
 
         return await as_user_command(once)
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    def event(self, model: type[PaymentEvent], doc: Document, **fields: Any) -> Any:
+    def _succeeded(self, paid: domain.Payment) -> Any:
+        assert paid.paid_at is not None and paid.reference is not None
+        return self.event(
+            PaymentSucceeded, paid, amount=paid.invoice.total, paid_at=paid.paid_at, reference=paid.reference
+        )
+
+    def _settled(self, settled: domain.Payment) -> Any:
+        invoice = settled.invoice
+        return self.event(
+            SettlementCompleted, settled, net_to_provider=invoice.net_to_provider, ppn=invoice.ppn, pph22=invoice.pph22
+        )
+
+    def event(self, model: type[PaymentEvent], payment: domain.Payment, **fields: Any) -> Any:
         data = model(
-            payment_id=doc["_id"],
-            order_id=doc["order_id"],
-            pemda=doc["pemda"],
-            satker=doc["satker"],
-            provider_id=doc["provider_id"],
-            provider_name=doc["provider_name"],
-            method=doc["method"],
+            payment_id=payment.id,
+            order_id=payment.order_id,
+            pemda=payment.pemda,
+            satker=payment.satker,
+            provider_id=payment.provider_id,
+            provider_name=payment.provider_name,
+            method=payment.method,
             **fields,
         )
         return self.bus.envelope(data)
 
-    async def transition(
-        self,
-        doc: Document,
-        target: str,
-        fields: Document,
-        events: list[Any],
-        actor: str,
-        postings: Sequence[Document] = (),
-    ) -> Document:
-        """Move the payment as read in `doc` to `target`, with the postings and events that go with it."""
-        domain.ensure_transition(doc["status"], target)
-        now = utcnow()
-        update: Document = {
-            "$set": {"status": target, "updated_at": now, **fields},
-            "$push": {"history": {"status": target, "at": now, "actor": actor}},
-            "$inc": {"version": 1},
-        }
-        if postings:
-            update["$push"]["ledger"] = {"$each": list(postings)}
-        return await self._write(doc, update, events)
-
-    async def _write(self, doc: Document, update: Document, events: list[Any]) -> Document:
-        after = await self.repo.update(doc, update, events)
-        if after is None:
-            raise WriteConflict(f"payment {doc['_id']} changed since version {doc['version']}")
-        return after
+    async def _save(self, before: domain.Payment, after: domain.Payment, events: list[Any]) -> domain.Payment:
+        saved = await self.repo.save(before, after, events)
+        if saved is None:
+            raise WriteConflict(f"payment {before.id} changed since version {before.version}")
+        return saved

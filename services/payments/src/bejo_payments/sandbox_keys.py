@@ -1,0 +1,47 @@
+"""The sandbox bank's RSA key pair, for local runs and tests only.
+
+The private key is published here on purpose: anyone can act as the sandbox bank. So the sandbox
+refuses to run in production, and the payments settings refuse a production start that still
+registers this public key (see `PaymentsSettings`).
+"""
+
+SANDBOX_PRIVATE_KEY = """-----BEGIN PRIVATE KEY-----
+MIIEvAIBADANBgkqhkiG9w0BAQEFAASCBKYwggSiAgEAAoIBAQDfDX3ff6bhrPIM
+cNuOvG1feX82AMmUmcJEkWerk6iIP9zKXsHcf++uWszvWSzIdykqGAfbNNkuyBPR
+GG1tc/j/K/fmCtS9LDmO9kY7QdV2X4eNIQ+UdLQMUvR4m4gTRVobD1p+uOJmbDtg
+5wTqPoe+UZhckoM2sfkeAsOx5xu0/CSVPiMvKFvb63Nt4BJIZcwCW8RuOd2IKsXe
+oUO0Uvhvxalw6amdAuVPlL7ZBrt0+/TJzqg8T0H+uyuyakSV2nWjVq2B49DZQ0rY
+kMvkpG7sS4zX4/vsPvIn1+xB0O+noUBShfVhIDNVyaMwpHLqvizRrTWE7pZXAjFh
+R6yAhmkLAgMBAAECggEAGUASvslZn/SPFh90i20DSKqdXwSpzTu2xUJcpQy7KGlq
+WjJt6cNF48v9pR7INg1fSJed1A/ggi4+KA6G3LwjNOfKUW1qddvazDdO7ghe3N6l
+nrFebSTk+PwvFrQsrFnOgH+1c+EEKCoacrbUVJwti7r674faeMee9unDM5GBDnTC
+pCHesQDACUGI9yvpfjY2fdPeTdjjRE3wPFs+0pHXF6uGlk6mL1FZArAzENvwoTj8
+npJxlqgX+0JC7eKrLhow9Zmgbe2XOUUgb+xdD57mg4fzwXPPpMiy9Ts5E6I7kEqq
+fQGhIEPjB+gzbhFPwJzee4Ln0gpYAYgejVA+60iZmQKBgQD1d686EwqcvNneIE99
+7wiihg7jVVG9ZlaAucqQogbhGBmOu6bf6QRtOfqjmBpSKE92t+qE0DZm0Ut8JEvZ
+a3nxFdpdo0cwzFGyM7x+RI3Y6UARdVjKa+QD8RM5He65jcedOuih1QYKoUXsnnz+
+NlibU3xaH7AvBYFlMwXfLHjG7QKBgQDon5f94wctpNQnpy5aPJiXdGuncpTKIvX2
+vHEBD7iOIQcoIvtX8B6eCixZ8vCR1qRawD9vif2BYXaC7w9fKlRnb9MgyMTRx0xt
+GHc9t/e7pJ7QDHdZXqpfSuENldild97+O+BVGorhQBVRHTAN2EvKAClblk49gFuh
+uS9m//G41wKBgCnjstOGTFlTIRr3CJnFIQQbPI8vEDPyMvDkw9zKycHACxyAiYnM
+iiTZsBwa6OL8XhM0b6Eapy4EqY0V5JvF65lo0UsJgiyhsY9npNMnf810gKp6DBz/
+LHo/ubgVk5e2yknas7hqUg2eWAB5S3tWauiW5rG6lqZvmhVbD7V2MWZBAoGAWWpW
++wEUFkhgQCmz2H2oTbczVjbl2Fjd4IyIh1bqor8xSA1CPYgPzMGuUJjgPb6aiEOT
+XqVU6zFyY1vOtc7IiMXkCpsBhH0t9FVOKEwZjmf1n5TbH2AS7vQSU62AjAHqliCf
+1zaPoYuHZhlpCjlU0H2FaC37PwqiriRHgzjoShsCgYAseSmjIfZi9qHP1ysyxolo
+dXjYWfjHbL/rmqKo/i2I2w5uwBXIQL2hdtBRwZ+yNvQr8JNII35w9IdV2Ub9TnQu
+YmYCpEqiq0yu2ybscdXnK7/L66IZmgWZxDr6/dU4MwwtYY2RoV3Jjh4F+p/whKbw
+7P9Lrra1JEYF7u8t4otXyg==
+-----END PRIVATE KEY-----
+"""
+
+SANDBOX_PUBLIC_KEY = """-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA3w1933+m4azyDHDbjrxt
+X3l/NgDJlJnCRJFnq5OoiD/cyl7B3H/vrlrM71ksyHcpKhgH2zTZLsgT0RhtbXP4
+/yv35grUvSw5jvZGO0HVdl+HjSEPlHS0DFL0eJuIE0VaGw9afrjiZmw7YOcE6j6H
+vlGYXJKDNrH5HgLDsecbtPwklT4jLyhb2+tzbeASSGXMAlvEbjndiCrF3qFDtFL4
+b8WpcOmpnQLlT5S+2Qa7dPv0yc6oPE9B/rsrsmpEldp1o1atgePQ2UNK2JDL5KRu
+7EuM1+P77D7yJ9fsQdDvp6FAUoX1YSAzVcmjMKRy6r4s0a01hO6WVwIxYUesgIZp
+CwIDAQAB
+-----END PUBLIC KEY-----
+"""
