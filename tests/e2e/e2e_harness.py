@@ -293,7 +293,7 @@ async def purchase_from_listing_to_completed_payment(platform: Platform) -> None
     }
 
     # The buyer pays the VA at the (sandbox) bank, which calls back signed, SNAP-style.
-    await platform.ok("POST", f"/api/v1/sandbox/va/{pay['va_number']}/pay", cast.treasurer, {"amount": 210_900})
+    await platform.ok("POST", f"/api/v1/sandbox/va/{pay['va_number']}/pay", cast.admin, {"amount": 210_900})
     await support.wait_until(lambda: order_status_is(platform, cast.pp, order_id, "completed"), within=45)
 
     ledger = (await platform.ok("GET", f"/api/v1/payments/{pay['id']}/ledger", cast.treasurer))["items"]

@@ -125,8 +125,9 @@ class Runtime:
         return self.bus.is_ready
 
 
-def run_service(settings: KitSettings, build: Callable[[], web.Application]) -> None:
-    """Entry point of a service process: logging, uvloop, serve until SIGTERM, graceful shutdown."""
+def run_service(settings: KitSettings, build: Callable[[], web.Application], *, reuse_port: bool = False) -> None:
+    """Entry point of a service process: logging, uvloop, serve until SIGTERM, graceful shutdown.
+    `reuse_port`: several processes listen on the one port (SO_REUSEPORT; the kernel spreads connections)."""
     # Logging first: anything logged while building must already use the service's format, and
     # structlog caches a logger on first use with whatever configuration is current then.
     configure_logging(settings.service_name, settings.log_level, settings.log_json)
@@ -141,4 +142,5 @@ def run_service(settings: KitSettings, build: Callable[[], web.Application]) -> 
         print=None,
         shutdown_timeout=settings.shutdown_grace_seconds,
         handle_signals=True,
+        reuse_port=reuse_port or None,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from yarl import URL
 
 from bejo_kit.api import ApiRequest, Reply, Router
 from bejo_kit.mongo import utcnow

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from bejo_kit.settings import KitSettings
 
+from .redflags import RedFlagSettings
 from .rules import Caps
 
 
@@ -29,9 +30,18 @@ class OrdersSettings(KitSettings):
     expiry_sweep_interval: float = Field(5.0, gt=0)
 
     max_lines: int = Field(100, ge=1)
-    # OCDS: the ocid prefix registered for this publisher, and the publisher's name.
-    ocds_ocid_prefix: str = Field("ocds-bejo", min_length=1)
+    # OCDS: the ocid prefix registered for this publisher (`ocds-` and 6 characters), the
+    # publisher's name, the data's license and the publication policy (URIs).
+    ocds_ocid_prefix: str = Field("ocds-b3j0id", pattern=r"^ocds-[a-z0-9]{6}$")
     ocds_publisher: str = "bejo"
+    ocds_license: str = "https://creativecommons.org/licenses/by/4.0/"
+    # None: the policy served at <public_url>/api/v1/ocds/policy
+    ocds_publication_policy: str | None = None
+    # The gateway's public base URL: OCDS links and URIs point there, not at this service.
+    public_url: str = Field(
+        "http://127.0.0.1:8080", validation_alias=AliasChoices("ORDERS_PUBLIC_URL", "BEJO_PUBLIC_URL", "public_url")
+    )
+    redflags: RedFlagSettings = Field(default_factory=RedFlagSettings)
 
     @property
     def caps(self) -> Caps:
