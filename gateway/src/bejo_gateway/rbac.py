@@ -69,6 +69,8 @@ RULES: tuple[Rule, ...] = (
     # orders: placing by the PP, approval and BAST by the PPK, fulfilment by the penyedia
     _rule(READ, "/api/v1/orders/stats", public=True),
     _rule(READ, "/api/v1/ocds/**", public=True),
+    # red-flag indicators: for oversight only (the service scopes them to the caller's pemda)
+    _rule(READ, "/api/v1/redflags/**", "admin", "auditor"),
     _rule("POST", "/api/v1/orders", "pp"),
     _rule("POST", "/api/v1/orders/{id}/approve", "ppk"),
     _rule("POST", "/api/v1/orders/{id}/reject", "ppk"),

@@ -20,6 +20,7 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("/api/v1/catalog", "catalog"),
     ("/api/v1/orders", "orders"),
     ("/api/v1/ocds", "orders"),
+    ("/api/v1/redflags", "orders"),
     ("/api/v1/payments", "payments"),
     ("/api/v1/sandbox", "payments"),
     ("/api/v1/notifications", "notifications"),

@@ -18,7 +18,7 @@ from bejo_kit.bus import Bus
 from bejo_kit.errors import Conflict, ValidationProblem
 from bejo_kit.mongo import Document, utcnow
 
-from . import domain, rules
+from . import domain, redflags, rules
 from .domain import Caller, Order
 from .repository import Repository
 from .settings import OrdersSettings
@@ -61,6 +61,19 @@ class Checkout:
 
         caller = caller_of(principal)
         if body.ppk_id == principal.sub:
+            # kept for the auditors' separation-of-duties indicator before it is refused
+            estimate = sum(f.unit_price * line.quantity for line in body.lines if (f := facts.get(line.product_id)))
+            await self.repo.record_attempt(
+                redflags.attempt(
+                    "sod_same_person_checkout",
+                    pemda=principal.pemda,
+                    satker=principal.satker,
+                    actor_sub=principal.sub,
+                    role=principal.role,
+                    amount=estimate,
+                    rup_code=body.rup_code,
+                )
+            )
             raise ValidationProblem.field(
                 "ppk_id", "separation of duties: the approving PPK cannot be the PP placing the order", "same_person"
             )
@@ -154,6 +167,7 @@ class Checkout:
             checkout_id=checkout_id,
             pemda=caller.pemda,
             satker=caller.satker,
+            satker_name=body.satker_name,
             pp_id=caller.sub,
             pp_name=caller.name,
             ppk_id=body.ppk_id,

@@ -132,6 +132,8 @@ class Order(BaseModel):
     checkout_id: str
     pemda: str
     satker: str
+    # the satker's display name given at checkout (published in OCDS); the code when absent
+    satker_name: str | None = None
     pp_id: str
     pp_name: str | None = None
     ppk_id: str
@@ -152,6 +154,8 @@ class Order(BaseModel):
     tracking_note: str | None = None
     payment_id: str | None = None
     paid_at: datetime | None = None
+    # what the buyer actually paid (the invoice total, PPN included), from the payment event
+    paid_amount: int | None = None
     reason: str | None = None
     rejected_by: Literal["ppk", "catalog", "cap"] | None = None
     refund_amount: int | None = None

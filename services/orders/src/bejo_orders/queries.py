@@ -117,7 +117,8 @@ class Queries:
         )
 
     async def ocds_releases(self, query: OcdsQuery) -> tuple[list[dict[str, Any]], str | None]:
-        """Releases of approved-or-later orders, most recently changed first, and the next cursor."""
+        """Every release of the orders approved at some point, most recently changed order first, and
+        the next cursor (a page holds `limit` orders, each with all its releases)."""
         orders = await self.repo.recently_changed(
             ocds.PUBLISHED_STATUSES,
             within=query.pemda,
@@ -128,7 +129,22 @@ class Queries:
         next_cursor = None
         if len(orders) > query.limit:
             next_cursor = encode_cursor({"at": page[-1].updated_at.isoformat(), "id": page[-1].id})
-        return [ocds.release(o, self.settings.ocds_ocid_prefix) for o in page], next_cursor
+        product_ids = sorted({line.product_id for o in page for line in o.lines})
+        snapshots = await self.repo.get_products(product_ids) if product_ids else {}
+        categories = {pid: snap.category_id for pid, snap in snapshots.items() if snap is not None}
+        pub = self.publication()
+        return [r for o in page for r in ocds.releases(o, pub, categories)], next_cursor
+
+    def publication(self) -> ocds.Publication:
+        s = self.settings
+        public = s.public_url.rstrip("/")
+        return ocds.Publication(
+            ocid_prefix=s.ocds_ocid_prefix,
+            public_url=public,
+            publisher=s.ocds_publisher,
+            license=s.ocds_license,
+            publication_policy=s.ocds_publication_policy or f"{public}/api/v1/ocds/policy",
+        )
 
 
 def _position(cursor: str | None, hint: str) -> tuple[datetime, str] | None:

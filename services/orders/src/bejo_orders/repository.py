@@ -5,11 +5,13 @@ Collections:
 - `products`: the catalog's product snapshots, our read model (newest `version` wins);
 - `providers`: the catalog's provider standing (newest envelope time wins);
 - `checkouts`: idempotency records, `_id` = `<pp sub>:<Idempotency-Key>` (insert-only);
-- `counters`: BAST sequences, `_id` = `bast:<pemda>:<year>`.
+- `counters`: BAST sequences, `_id` = `bast:<pemda>:<year>`;
+- `attempts`: refused attempts kept for the red-flag indicators (self-approval, money without BAST).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -44,7 +46,8 @@ INDEXES = Indexes(
             # stats (paid orders by pemda and payment time) and OCDS (published, most recently changed)
             IndexModel([("status", ASCENDING), ("pemda", ASCENDING), ("paid_at", ASCENDING)], name="status_paid"),
             IndexModel([("status", ASCENDING), ("updated_at", DESCENDING), ("_id", DESCENDING)], name="status_changed"),
-        ]
+        ],
+        "attempts": [IndexModel([("pemda", ASCENDING), ("at", ASCENDING)], name="pemda_at")],
     }
 )
 PAID_STATUSES = ("paid", "completed")
@@ -63,6 +66,7 @@ class Repository:
         self.providers = db["providers"]
         self.checkouts = db["checkouts"]
         self.counters = db["counters"]
+        self.refused_attempts = db["attempts"]
 
     # -- orders ---------------------------------------------------------------------------------
 
@@ -148,6 +152,28 @@ class Repository:
         projection = {"inbox": 0, **WITHOUT_OUTBOX}
         cursor = self.orders.find(filter_, projection).sort([("updated_at", DESCENDING), ("_id", DESCENDING)])
         return [Order.model_validate(doc) for doc in await cursor.limit(limit).to_list()]
+
+    async def orders_for_audit(self, *, within: str, created: Bounds, limit: int) -> list[Order]:
+        """Orders of a pemda subtree placed in a period, with their history, newest first."""
+        filter_: Document = {"pemda": _pemda_and_below(within)}
+        if between := _between(created):
+            filter_["created_at"] = between
+        projection = {"inbox": 0, **WITHOUT_OUTBOX}
+        docs = await self.orders.find(filter_, projection).sort(NEWEST_FIRST).limit(limit).to_list()
+        return [Order.model_validate(doc) for doc in docs]
+
+    # -- refused attempts (red flags) -------------------------------------------------------------
+
+    async def record_attempt(self, attempt: Document) -> None:
+        """Insert once: the same `_id` again (a redelivered event) is already recorded."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self.refused_attempts.insert_one(attempt)
+
+    async def attempts(self, *, within: str, at: Bounds) -> list[Document]:
+        filter_: Document = {"pemda": _pemda_and_below(within)}
+        if between := _between(at):
+            filter_["at"] = between
+        return await self.refused_attempts.find(filter_).to_list()
 
     async def overdue_reservations(self, now: datetime, limit: int = 500) -> list[str]:
         filter_ = {"status": "reserved", "approval_due_at": {"$lte": now}}

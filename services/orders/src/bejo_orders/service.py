@@ -1,4 +1,4 @@
-"""The orders use cases over one repository and bus: checkout, queries and transitions.
+"""The orders use cases over one repository and bus: checkout, queries, transitions, red flags.
 
 A thin holder so that the routes, the consumers and the composition root share one object."""
 
@@ -8,6 +8,7 @@ from bejo_kit.bus import Bus
 
 from .checkout import Checkout
 from .queries import Queries
+from .redflags import RedFlags
 from .repository import Repository
 from .settings import OrdersSettings
 from .transitions import Transitions
@@ -20,3 +21,4 @@ class OrdersService:
         self.checkout = Checkout(repo, bus, settings)
         self.queries = Queries(repo, settings)
         self.transitions = Transitions(repo, bus, settings)
+        self.redflags = RedFlags(repo, settings)

@@ -13,7 +13,7 @@ from typing import Any
 
 from bejo_contracts import Envelope
 from bejo_contracts.catalog import StockRejected, StockReserved
-from bejo_contracts.errors import IllegalTransition
+from bejo_contracts.errors import IllegalTransition, NotPermitted
 from bejo_contracts.orders import OrderLine
 from bejo_contracts.payments import InvoiceIssued, PaymentSucceeded, RefundCompleted, SettlementCompleted
 from bejo_kit.auth import Principal
@@ -23,12 +23,19 @@ from bejo_kit.errors import Conflict, NotFound
 from bejo_kit.logging import get_logger
 from bejo_kit.mongo import utcnow
 
-from . import domain, rules
+from . import domain, redflags, rules
 from .domain import SYSTEM_CALLER, Action, Caller, Order
 from .repository import Repository
 from .settings import OrdersSettings
 
 log = get_logger(__name__)
+
+
+# Refusals of the separation of duties kept as red flags: self-approval, acting on another PPK's order.
+SOD_REFUSALS = {"separation_of_duties": "sod_self_approval", "not_order_ppk": "sod_not_order_ppk"}
+MONEY_ACTIONS = frozenset({"invoice", "pay", "settle"})
+# Statuses in which no BAST was ever signed (cancelling is possible only before shipping).
+BEFORE_BAST = frozenset({"placed", "reserved", "approved", "accepted", "shipped", "rejected", "cancelled", "expired"})
 
 
 class ConcurrentUpdate(Conflict):
@@ -76,7 +83,35 @@ class Transitions:
                 return {"bast_number": rules.bast_number(order.pemda, year, sequence)}
             return {}
 
-        return await self._apply(order_id, caller, action, changes, reason=reason)
+        try:
+            return await self._apply(order_id, caller, action, changes, reason=reason)
+        except NotPermitted as exc:
+            if exc.code in SOD_REFUSALS and action in ("approve", "reject", "receive"):
+                await self._record_refusal(SOD_REFUSALS[exc.code], order_id, principal, action=action)
+            raise
+
+    async def _record_refusal(
+        self, kind: str, order_id: str, principal: Principal | None, *, attempt_id: str | None = None, **detail: Any
+    ) -> None:
+        """A refused attempt kept for the auditors' red flags (the order itself is unchanged)."""
+        order = await self.repo.get_order(order_id)
+        if order is None:
+            return
+        await self.repo.record_attempt(
+            redflags.attempt(
+                kind,
+                pemda=order.pemda,
+                satker=order.satker,
+                actor_sub=principal.sub if principal else "system",
+                role=principal.role if principal else "system",
+                order_ids=[order.id],
+                provider_id=order.provider_id,
+                amount=order.total,
+                attempt_id=attempt_id,
+                status=order.status,
+                **detail,
+            )
+        )
 
     # -- transitions from the saga and timers -----------------------------------------------------
 
@@ -160,7 +195,9 @@ class Transitions:
             event_id,
             event.order_id,
             "pay",
-            lambda o, n: _const({"payment_id": event.payment_id, "paid_at": event.paid_at}),
+            lambda o, n: _const(
+                {"payment_id": event.payment_id, "paid_at": event.paid_at, "paid_amount": event.amount}
+            ),
         )
 
     async def on_settlement_completed(self, event_id: str, event: SettlementCompleted) -> None:
@@ -226,6 +263,16 @@ class Transitions:
         except IllegalTransition as exc:
             if exc.extra.get("action") in ("reserve", "reject_cap"):
                 raise  # the caller decides what a late reservation means
+            if exc.extra.get("action") in MONEY_ACTIONS and exc.extra.get("current_status") in BEFORE_BAST:
+                # money for goods nobody signed a BAST for: refused, and kept for the auditors
+                await self._record_refusal(
+                    "money_without_bast",
+                    order_id,
+                    None,
+                    attempt_id=f"money:{event_id}",
+                    action=exc.extra.get("action"),
+                    event_id=event_id,
+                )
             log.info("stale event ignored", order_id=order_id, action=exc.extra.get("action"), detail=exc.detail)
 
     async def _apply(
