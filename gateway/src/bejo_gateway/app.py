@@ -43,6 +43,7 @@ from .routing import (
 )
 from .settings import GatewaySettings
 from .stats import fetch_stats, parse_query
+from .workers import serve_workers
 
 log = get_logger("bejo_gateway")
 
@@ -234,7 +235,8 @@ class Gateway:
     async def admit(self, request: web.Request, state: RequestState, rule: Rule) -> Principal | None:
         client = client_address(request.remote, request.headers.get("X-Forwarded-For"), self.proxies)
         try:
-            principal = await self.authenticator.principal(request.headers.get("Authorization"))
+            authorization = None if rule.snap_partner else request.headers.get("Authorization")
+            principal = await self.authenticator.principal(authorization)
         except Unauthorized:
             self._charge(f"ip:{client}", state, anonymous=True)
             raise
@@ -397,4 +399,9 @@ async def _plain_server_header(request: web.Request, response: web.StreamRespons
 
 def main() -> None:
     settings = GatewaySettings()
-    run_service(settings, lambda: build(settings))
+    if settings.workers == 1:
+        run_service(settings, lambda: build(settings))
+        return
+    raise SystemExit(
+        serve_workers(settings.workers, lambda: run_service(settings, lambda: build(settings), reuse_port=True))
+    )

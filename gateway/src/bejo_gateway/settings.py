@@ -45,6 +45,10 @@ class GatewaySettings(KitSettings):
 
     service_name: str = "gateway"
     http_port: int = 8080
+    # Worker processes sharing the port through SO_REUSEPORT (the kernel spreads connections over
+    # them). Each keeps its own token cache, rate-limit buckets and metrics registry, so a client
+    # gets up to `workers` x the rate limit, as with replicas. One per core is the useful maximum.
+    workers: int = Field(1, ge=1, le=64)
 
     # Upstream base URLs, one per replica (GATEWAY_CATALOG_URLS=http://a:8081,http://b:8081 or a JSON
     # list): localhost ports locally (`REPLICAS=2 make run` passes two each), one Kubernetes service
