@@ -415,6 +415,11 @@ async def seed(
 
 
 def _command(args: argparse.Namespace) -> int:
+    if args.history:
+        # A year of purchases through the sagas; it seeds the catalog first when it is empty.
+        from bejo_cli.history import command
+
+        return command(args)
     settings = CatalogSettings()
     result = asyncio.run(
         seed(
@@ -439,4 +444,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--no-announce", action="store_true", help="do not publish product events for the seeded products"
     )
-    parser.set_defaults(func=_command)
+    try:
+        from bejo_cli.history import add_arguments
+    except ImportError:  # the bejo command without the CLI's history module: catalog only
+        pass
+    else:
+        add_arguments(parser)
+    parser.set_defaults(func=_command, history=False)
