@@ -97,6 +97,8 @@ class Transitions:
         order = await self.repo.get_order(order_id)
         if order is None:
             return
+        if kind == "sod_not_order_ppk" and principal is not None and principal.sub == order.pp_id:
+            kind = "sod_self_approval"  # the PP who placed it, holding a PPK token: acting on their own order
         await self.repo.record_attempt(
             redflags.attempt(
                 kind,
