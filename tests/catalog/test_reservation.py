@@ -108,7 +108,10 @@ async def test_all_or_nothing_reservation_release_and_redelivery(
     shipped = order_event(OrderShipped, "ord-3", "prv-a", [(teh["id"], 1)], tracking_note="JNE 123")
     await publisher.publish(publisher.envelope(shipped))
     await wait_until(lambda: "committed" in events.types("ord-3"))
-    assert await catalog.service.reservations.release("ord-3", "prv-a", [RequestedLine(teh["id"], 1)]) == "committed"
+    assert (
+        await catalog.service.reservations.release("ord-3", "prv-a", [RequestedLine(teh["id"], 1)], pemda="35.15")
+        == "committed"
+    )
     assert await stock_of(catalog, teh["id"]) == 1
     product = await catalog.service.store.product(teh["id"])
     assert product is not None and product["holds"] == []
@@ -155,8 +158,8 @@ async def test_cancel_before_placement_leaves_a_tombstone(catalog: Catalog) -> N
     await catalog.provider("prv-a")
     product = await catalog.product("prv-a", stock=3)
     lines = [RequestedLine(product["id"], 2)]
-    assert await catalog.service.reservations.release("ord-late", "prv-a", lines) == "released"
-    assert await catalog.service.reservations.reserve("ord-late", "prv-a", lines) == "released"
+    assert await catalog.service.reservations.release("ord-late", "prv-a", lines, pemda="35.15") == "released"
+    assert await catalog.service.reservations.reserve("ord-late", "prv-a", lines, pemda="35.15") == "released"
     assert await stock_of(catalog, product["id"]) == 3
 
 
@@ -172,7 +175,7 @@ async def test_interrupted_reservation_resumes_without_double_taking(catalog: Ca
     )
     await store.products.update_one({"_id": first["id"]}, {"$inc": {"stock": -2}, "$push": {"holds": "ord-crash"}})
     lines = [RequestedLine(first["id"], 2), RequestedLine(second["id"], 3)]
-    assert await catalog.service.reservations.reserve("ord-crash", "prv-a", lines) == "reserved"
+    assert await catalog.service.reservations.reserve("ord-crash", "prv-a", lines, pemda="35.15") == "reserved"
     assert (await stock_of(catalog, first["id"]), await stock_of(catalog, second["id"])) == (3, 2)
 
 
@@ -182,7 +185,7 @@ async def test_200_concurrent_reservations_on_stock_10_reserve_exactly_10(catalo
     outcomes = await asyncio.gather(
         *(
             catalog.service.reservations.reserve(
-                f"ord-{uuid.uuid4().hex[:8]}", "prv-a", [RequestedLine(product["id"], 1)]
+                f"ord-{uuid.uuid4().hex[:8]}", "prv-a", [RequestedLine(product["id"], 1)], pemda="35.15"
             )
             for _ in range(200)
         )

@@ -98,7 +98,11 @@ def sample_events(suffix: str = "1") -> list[EventData]:
         cat.ProviderVerified(**provider_fields(suffix)),
         cat.ProviderSuspended(**provider_fields(suffix, "suspended"), reason="dokumen NIB kedaluwarsa"),
         notif.WebhookDisabled(
-            webhook_id="wh-1", owner_sub=f"admin-{suffix}", url="https://example.org/hook", consecutive_failures=15
+            webhook_id="wh-1",
+            owner_sub=f"admin-{suffix}",
+            owner_pemda="35.15",
+            url="https://example.org/hook",
+            consecutive_failures=15,
         ),
     ]
 

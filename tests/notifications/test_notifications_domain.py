@@ -7,9 +7,11 @@ import hmac
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from notifications_samples import PLACED_AT, sample_events
+from notifications_samples import PLACED_AT, order_fields, sample_events
 
-from bejo_contracts import all_models
+from bejo_contracts import Envelope, EventData, all_models
+from bejo_contracts import catalog as cat
+from bejo_contracts import orders as ords
 from bejo_notifications import domain
 from bejo_notifications.templates import Renderer
 
@@ -182,22 +184,58 @@ def test_malformed_patterns_are_refused(pattern: str) -> None:
     assert not domain.is_valid_pattern(pattern)
 
 
+def _scope(data: EventData) -> domain.EventScope:
+    return domain.event_scope(Envelope.wrap(data, source="bejo/test"))
+
+
+def stock_reserved(pemda: str = "35.15", provider_id: str = "prov-1") -> cat.StockReserved:
+    line = cat.ReservedLine(product_id="p-1", name="Kertas", unit="rim", quantity=2, list_price=50, unit_price=50)
+    return cat.StockReserved(
+        order_id="ORD-1",
+        pemda=pemda,
+        provider_id=provider_id,
+        provider_name="CV Maju Jaya",
+        provider_pkp=True,
+        lines=[line],
+        total=100,
+    )
+
+
+def test_every_event_type_names_its_pemda_but_the_public_feed() -> None:
+    """The contract, not a guess from field names, scopes each event: only the catalog's public
+    sync feed has no pemda (and it is not on the notifications queue)."""
+    unscoped = {t for t, model in all_models().items() if model.pemda_scope is EventData.pemda_scope}
+    assert unscoped == {cat.CatalogProductChanged.TYPE, cat.CatalogProviderChanged.TYPE}
+    for event in sample_events():
+        assert _scope(event).pemda == "35.15", event.TYPE
+
+
 def test_penyedia_subscriptions_see_only_their_provider() -> None:
-    order = {"provider_id": "prov-1", "pemda": "35.15"}
-    product = {"product": {"provider_id": "prov-1", "provider_pemda_code": "35.15"}}
+    order = _scope(ords.OrderApproved(**order_fields("1", status="approved")))
     assert domain.subscription_may_see("penyedia", "35.15", "prov-1", order)
-    assert domain.subscription_may_see("penyedia", "35.15", "prov-1", product)
+    assert domain.subscription_may_see("penyedia", "36", "prov-1", _scope(stock_reserved()))
     assert not domain.subscription_may_see("penyedia", "35.15", "prov-2", order)
-    assert not domain.subscription_may_see("penyedia", "35.15", "prov-1", {"order_id": "x"})
+    assert not domain.subscription_may_see("penyedia", "35.15", None, order)
+    assert not domain.subscription_may_see("penyedia", "35.15", "prov-1", domain.NO_SCOPE)
 
 
 def test_admin_subscriptions_see_the_pemdas_they_oversee() -> None:
-    assert domain.subscription_may_see("admin", "35", None, {"pemda": "35.15"})
-    assert domain.subscription_may_see("admin", "35.15", None, {"pemda_code": "35.15"})
-    assert not domain.subscription_may_see("admin", "35.15", None, {"pemda": "35.16"})
-    assert not domain.subscription_may_see("admin", "35.1", None, {"pemda": "35.15"})
-    assert domain.subscription_may_see("admin", "35.15", None, {"order_id": "no pemda named"})
-    assert not domain.subscription_may_see("pp", "35.15", None, {"pemda": "35.15"})
+    assert domain.subscription_may_see("admin", "35", None, _scope(stock_reserved("35.15")))
+    assert domain.subscription_may_see("admin", "35.15", None, _scope(stock_reserved("35.15")))
+    assert not domain.subscription_may_see("admin", "36", None, _scope(stock_reserved("35.15")))
+    assert not domain.subscription_may_see("admin", "35.15", None, _scope(stock_reserved("35.16")))
+    assert not domain.subscription_may_see("admin", "35.1", None, _scope(stock_reserved("35.15")))
+    assert not domain.subscription_may_see("pp", "35.15", None, _scope(stock_reserved("35.15")))
+
+
+def test_events_of_no_or_unknown_scope_reach_no_scoped_subscriber() -> None:
+    unknown = Envelope(source="bejo/test", type="bejo.catalog.stock.reserved.v1", data={"order_id": "ORD-1"})
+    foreign = Envelope(source="bejo/test", type="bejo.elsewhere.thing.v1", data={"pemda": "35.15"})
+    feed = cat.CatalogProductChanged(seq=1, op="delete", kind="product", id="p-1", version=2)
+    for scope in (domain.event_scope(unknown), domain.event_scope(foreign), _scope(feed)):
+        assert scope == domain.NO_SCOPE
+        assert not domain.subscription_may_see("admin", "35", None, scope)
+        assert not domain.subscription_may_see("admin", "35.15", None, scope)
 
 
 def test_signature_is_hmac_sha256_over_timestamp_dot_body() -> None:

@@ -23,6 +23,7 @@ PPK = token("ppk", "ppk-1", satker="35.15.dinkes", name="Bambang")
 PP = token("pp", "pp-1", satker="35.15.dinkes", name="Siti Rahayu")
 PENYEDIA = token("penyedia", "seller-1", provider_id="prov-1")
 ADMIN = token("admin", "admin-1", pemda="35.15")
+PRODUCTION_SECRET = "a-production-secret-of-at-least-32-bytes"
 
 
 def event_of(event_type: str, suffix: str = "1") -> object:
@@ -264,7 +265,10 @@ async def test_subscription_rules(service: Service) -> None:
 async def production_service(
     amqp_url: str, mongodb_url: str, unique: str, smtp_sink: SmtpSink
 ) -> AsyncIterator[Service]:
-    async for running in start_service(amqp_url, mongodb_url, unique, smtp_sink.port, environment="production"):
+    # Production refuses the development JWT secret: a secret of its own, and tokens signed with it.
+    async for running in start_service(
+        amqp_url, mongodb_url, unique, smtp_sink.port, environment="production", jwt_secret=PRODUCTION_SECRET
+    ):
         yield running
 
 
@@ -281,9 +285,12 @@ async def production_service(
 )
 async def test_production_refuses_plain_http_and_inside_addresses(production_service: Service, url: str) -> None:
     body = {"url": url, "secret": "0123456789abcdef", "event_types": ["bejo.#"]}
-    status, problem = await production_service.call("POST", "/api/v1/webhooks", ADMIN, body)
+    admin = token("admin", "admin-1", pemda="35.15", settings=production_service.settings)
+    status, problem = await production_service.call("POST", "/api/v1/webhooks", admin, body)
     assert status == 422, problem
     assert problem["errors"][0]["field"] == "url" and problem["errors"][0]["type"] == "unsafe_url"
+    status, _ = await production_service.call("POST", "/api/v1/webhooks", ADMIN, body)
+    assert status == 401  # signed with the development secret, which production does not trust
 
 
 async def test_failing_webhook_is_disabled_and_its_owner_told(

@@ -139,8 +139,8 @@ async def test_every_event_copy_across_two_replicas_has_one_effect(
 async def test_concurrent_redeliveries_through_both_replicas_start_one_round(
     start_replicas: StartReplicas, receiver: Receiver
 ) -> None:
-    # A long timeout: the receiver holds one POST open on purpose.
-    replicas = await start_replicas(webhook_timeout_seconds=60.0)
+    # A long timeout (and a lease longer than it): the receiver holds one POST open on purpose.
+    replicas = await start_replicas(webhook_timeout_seconds=60.0, delivery_lease_seconds=120.0)
     hook = await subscribe(replicas, receiver, ["bejo.orders.#"], replica=0)
     await replicas.publish(envelope_of(ords.OrderApproved(**order_fields("1", status="approved"))))
     [delivery] = await eventually(lambda: _finished(replicas, hook))

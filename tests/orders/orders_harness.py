@@ -150,6 +150,7 @@ class Harness:
         return await self.publish(
             StockReserved(
                 order_id=order["id"],
+                pemda=order["pemda"],
                 provider_id=order["provider_id"],
                 provider_name=order["provider_name"],
                 provider_pkp=True,

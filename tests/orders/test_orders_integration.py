@@ -270,7 +270,7 @@ async def test_catalog_rejection_and_reservation_over_the_cap(harness: Harness) 
     order = checkout["orders"][0]
     await h.wait_event(order["id"], "placed")
     rejection = LineRejection(product_id="p-1", code="out_of_stock", message="only 2 left")
-    await h.publish(StockRejected(order_id=order["id"], rejections=[rejection]))
+    await h.publish(StockRejected(order_id=order["id"], pemda=order["pemda"], rejections=[rejection]))
     body = await h.wait_status(order["id"], "rejected")
     assert "out_of_stock" in body["reason"]
 

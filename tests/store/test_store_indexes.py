@@ -14,7 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 from store_harness import HANG_BOUND_SECONDS, Document, race
 
-from bejo_kit.inbox import is_duplicate_key
+from bejo_kit.inbox import duplicate_keys_only
 from bejo_kit.mongo import Indexes
 
 pytestmark = [pytest.mark.integration, pytest.mark.store]
@@ -35,7 +35,7 @@ def assert_bulk_duplicates(exc: BulkWriteError, indexes: list[int]) -> None:
     errors = exc.details["writeErrors"]
     assert sorted(e["index"] for e in errors) == indexes, errors
     assert all(e["code"] == DUPLICATE_KEY for e in errors), errors
-    assert is_duplicate_key(exc)
+    assert duplicate_keys_only(exc)
 
 
 async def test_unique_index_admits_one_document(db: AsyncDatabase[Document]) -> None:

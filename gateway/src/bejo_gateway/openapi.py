@@ -24,6 +24,23 @@ from .stats import StatsQuery, TransparencyStats
 
 Document = dict[str, Any]
 _SCHEMA_REF = "#/components/schemas/"
+# What the gateway itself may answer on any route, before or instead of the service.
+GATEWAY_RESPONSES = {
+    "429": "Too many requests from this client; try again after Retry-After seconds",
+    "502": "The service gave no valid answer",
+    "503": "The service is unavailable",
+    "504": "The service did not answer in time",
+}
+_PROBLEM_CONTENT = {"application/problem+json": {"schema": {"$ref": _SCHEMA_REF + "Problem"}}}
+
+
+def _with_gateway_responses(item: dict[str, Any]) -> dict[str, Any]:
+    """The path item with the gateway's own answers declared on each of its operations."""
+    for operation in item.values():
+        if isinstance(operation, dict) and isinstance(operation.get("responses"), dict):
+            for status, text in GATEWAY_RESPONSES.items():
+                operation["responses"].setdefault(status, {"description": text, "content": _PROBLEM_CONTENT})
+    return item
 
 
 def _gateway_router() -> Router:
@@ -89,7 +106,8 @@ def merge(
                 break
             renames.update({name: f"{source}_{name}" for name in clashes})
         schemas.update(rewritten)
-        for path, item in _rewrite_refs(doc.get("paths", {}), renames).items():
+        for path, rewritten_item in _rewrite_refs(doc.get("paths", {}), renames).items():
+            item = _with_gateway_responses(rewritten_item)
             routed = upstream_for(path)
             if source != "gateway" and routed != source:
                 unrouted.append(f"{source}: {path}")

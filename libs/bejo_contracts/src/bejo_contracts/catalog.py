@@ -31,6 +31,9 @@ class ProviderEvent(EventData):
     def subject(self) -> str:
         return self.provider_id
 
+    def pemda_scope(self) -> str:
+        return self.pemda_code
+
 
 @event
 class ProviderRegistered(ProviderEvent):
@@ -84,16 +87,23 @@ class ProductUpserted(EventData):
     def subject(self) -> str:
         return self.product.product_id
 
+    def pemda_scope(self) -> str:
+        return self.product.provider_pemda_code
+
 
 @event
 class PromotionCreated(EventData):
     TYPE = "bejo.catalog.promotion.created.v1"
     provider_id: str
+    provider_pemda_code: str
     product_ids: list[str]
     terms: PromotionTerms
 
     def subject(self) -> str:
         return self.terms.promotion_id
+
+    def pemda_scope(self) -> str:
+        return self.provider_pemda_code
 
 
 class ReservedLine(BaseModel):
@@ -119,9 +129,13 @@ class LineRejection(BaseModel):
 
 class StockEvent(EventData):
     order_id: str
+    pemda: str  # the order's (the buyer's) pemda, as on the order's own events
 
     def subject(self) -> str:
         return self.order_id
+
+    def pemda_scope(self) -> str:
+        return self.pemda
 
 
 @event
@@ -170,6 +184,8 @@ class CatalogChange(EventData):
 
     def subject(self) -> str:
         return self.id
+
+    # No pemda scope: the feed is the public catalog, published for the national e-catalog.
 
 
 @event

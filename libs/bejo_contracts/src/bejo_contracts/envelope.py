@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,13 +20,20 @@ class EventData(BaseModel):
         """The aggregate id the event is about; subclasses override."""
         return None
 
+    def pemda_scope(self) -> str | None:
+        """The pemda the event belongs to: only people of that pemda, or of a pemda above it, may
+        see it. None for an event of no pemda (the public catalog feed), which reaches no reader
+        whose view is limited to a pemda. Every other event type overrides this."""
+        return None
+
 
 class Envelope(BaseModel):
     """What travels on the bus. Field names follow CloudEvents 1.0 (lower-case attribute names)."""
 
-    model_config = ConfigDict(extra="ignore")
+    # Fields with defaults are always sent, so the published schema lists them as required.
+    model_config = ConfigDict(extra="ignore", json_schema_serialization_defaults_required=True)
 
-    specversion: str = "1.0"
+    specversion: Literal["1.0"] = "1.0"
     id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     source: str
     type: str

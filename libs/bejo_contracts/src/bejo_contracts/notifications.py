@@ -13,8 +13,12 @@ class WebhookDisabled(EventData):
     TYPE = "bejo.notifications.webhook.disabled.v1"
     webhook_id: str
     owner_sub: str
+    owner_pemda: str  # the owner's pemda: whose admins may hear of it
     url: str
     consecutive_failures: int
 
     def subject(self) -> str:
         return self.webhook_id
+
+    def pemda_scope(self) -> str:
+        return self.owner_pemda

@@ -66,6 +66,9 @@ class OrderEvent(EventData):
     def subject(self) -> str:
         return self.order_id
 
+    def pemda_scope(self) -> str:
+        return self.pemda
+
 
 @event
 class OrderPlaced(OrderEvent):

@@ -34,6 +34,9 @@ class PaymentEvent(EventData):
     def subject(self) -> str:
         return self.payment_id
 
+    def pemda_scope(self) -> str:
+        return self.pemda
+
 
 @event
 class InvoiceIssued(PaymentEvent):

@@ -65,6 +65,28 @@ class Reply:
 Handler = Callable[[ApiRequest[Any, Any]], Awaitable[Any]]
 
 
+@dataclass(frozen=True)
+class Header:
+    """A request header a route reads, declared in the OpenAPI document (the handler checks it)."""
+
+    name: str
+    description: str
+    required: bool = False
+    max_length: int | None = None
+
+    def parameter(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "string", "minLength": 1}
+        if self.max_length is not None:
+            schema["maxLength"] = self.max_length
+        return {
+            "name": self.name,
+            "in": "header",
+            "required": self.required,
+            "description": self.description,
+            "schema": schema,
+        }
+
+
 @dataclass
 class Endpoint:
     method: str
@@ -78,6 +100,7 @@ class Endpoint:
     roles: tuple[str, ...] | None  # None: public (a token is verified if one is sent)
     tag: str
     responses: dict[int, str]
+    headers: tuple[Header, ...] = ()
 
 
 def validation_errors(exc: ValidationError, location: str | None = None) -> list[dict[str, Any]]:
@@ -86,6 +109,36 @@ def validation_errors(exc: ValidationError, location: str | None = None) -> list
         loc = ".".join(str(p) for p in err["loc"]) or (location or "body")
         errors.append({"field": loc, "message": err["msg"], "type": err["type"]})
     return errors
+
+
+# C0 controls other than tab, line feed and carriage return, DEL and the C1 range: no name, address
+# or reason holds them, and NUL cuts strings short in C-based stores, logs and mail headers.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def control_characters(value: Any, path: str = "") -> list[dict[str, Any]]:
+    """One error per string (or object key) of a parsed JSON value that holds a control character."""
+    if isinstance(value, str):
+        found = _CONTROL.search(value)
+        if found is None:
+            return []
+        message = f"must not contain control characters (found U+{ord(found.group()):04X})"
+        return [{"field": path or "body", "message": message, "type": "control_character"}]
+    if isinstance(value, dict):
+        errors = []
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            errors += control_characters(str(key), where) + control_characters(item, where)
+        return errors
+    if isinstance(value, list):
+        return [e for i, item in enumerate(value) for e in control_characters(item, f"{path}.{i}" if path else str(i))]
+    return []
+
+
+def _refuse_control_characters(value: Any, where: str) -> None:
+    if errors := control_characters(value):
+        fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
+        raise ValidationProblem(f"invalid {where}: {fields}", errors)
 
 
 def _validation_problem(exc: ValidationError, where: str) -> ValidationProblem:
@@ -106,6 +159,7 @@ async def parse_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
         raise BadRequest(f"malformed JSON body: {exc}", code="malformed_json") from None
     if not isinstance(data, dict):
         raise ValidationProblem.field("body", "the body must be a JSON object", "object_type")
+    _refuse_control_characters(data, "body")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -113,6 +167,7 @@ async def parse_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
 
 
 def parse_query(request: web.Request, model: type[BaseModel]) -> BaseModel:
+    _refuse_control_characters(dict(request.query), "query")
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as exc:
@@ -126,16 +181,43 @@ async def authenticate(request: web.Request) -> Principal | None:
     return await request.app[TOKEN_VERIFIER].verify(token)
 
 
-def render(result: Any, status: int) -> web.StreamResponse:
+class UndeclaredResponse(TypeError):
+    """A handler returned what its route does not declare: a bug in the service, caught before the
+    OpenAPI document and the wire disagree."""
+
+
+def render(result: Any, endpoint: Endpoint) -> web.StreamResponse:
+    """The handler's result as a response, held to the route's declared `response=` model and statuses."""
     if isinstance(result, web.StreamResponse):
         return result
-    headers: dict[str, str] = {}
+    status, headers = endpoint.status, {}
     if isinstance(result, Reply):
         status, headers, result = result.status, result.headers, result.body
+        if status != endpoint.status and status not in endpoint.responses:
+            raise UndeclaredResponse(f"{endpoint.method} {endpoint.path} answered {status}, which it does not declare")
     if result is None:
         return web.Response(status=204 if status == 200 else status, headers=headers)
-    body = result.model_dump_json().encode() if isinstance(result, BaseModel) else orjson.dumps(result)
+    # by alias, as the OpenAPI document describes the models
+    body = _declared(result, endpoint).model_dump_json(by_alias=True).encode()
     return web.Response(body=body, status=status, content_type="application/json", headers=headers)
+
+
+def _declared(result: Any, endpoint: Endpoint) -> BaseModel:
+    model = endpoint.response
+    if model is None:
+        raise UndeclaredResponse(f"{endpoint.method} {endpoint.path} returns a body but declares no response model")
+    if isinstance(result, model):
+        return result
+    if isinstance(result, BaseModel):
+        raise UndeclaredResponse(
+            f"{endpoint.method} {endpoint.path} returned {type(result).__name__}, declared {model.__name__}"
+        )
+    try:
+        return model.model_validate(result)
+    except ValidationError as exc:
+        raise UndeclaredResponse(
+            f"{endpoint.method} {endpoint.path} returned a body that is not a {model.__name__}: {exc}"
+        ) from None
 
 
 class Router:
@@ -155,6 +237,7 @@ class Router:
         summary: str = "",
         roles: tuple[str, ...] | None = None,
         responses: dict[int, str] | None = None,
+        headers: tuple[Header, ...] = (),
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.endpoints.append(
@@ -170,6 +253,7 @@ class Router:
                     roles,
                     self.tag,
                     responses or {},
+                    headers,
                 )
             )
             return handler
@@ -201,6 +285,7 @@ class Router:
 
 def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
+        _refuse_control_characters(dict(request.match_info), "path")
         principal = await authenticate(request)
         if endpoint.roles is not None:
             if principal is None:
@@ -209,7 +294,7 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
         query = parse_query(request, endpoint.query) if endpoint.query else None
         body = await parse_body(request, endpoint.body) if endpoint.body else None
         result = await endpoint.handler(ApiRequest(request, body, query, principal))
-        return render(result, endpoint.status)
+        return render(result, endpoint)
 
     handle.__name__ = endpoint.handler.__name__
     return handle
@@ -264,6 +349,7 @@ def openapi_document(
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             for name in _PATH_PARAM.findall(ep.path)
         ]
+        params += [header.parameter() for header in ep.headers]
         if ep.query is not None:
             query_schema = ep.query.model_json_schema()
             required = set(query_schema.get("required", []))
@@ -278,10 +364,15 @@ def openapi_document(
         if ep.response is not None:
             ok["content"] = {"application/json": {"schema": ref(ep.response)}}
         responses[str(ep.status)] = ok
-        for status, text in {400: "Malformed request", 422: "Invalid input", **ep.responses}.items():
+        declared = {400: "Malformed request", 422: "Invalid input"}
+        if ep.body is not None:
+            declared[413] = "The body is larger than the service accepts"
+            declared[415] = "The body is not JSON (Content-Type: application/json)"
+        for status, text in {**declared, **ep.responses}.items():
             responses[str(status)] = {"description": text, "content": problem}
+        # A public route still verifies a token that is sent, so 401 is possible there too.
+        responses["401"] = {"description": "Missing or invalid token", "content": problem}
         if ep.roles is not None:
-            responses["401"] = {"description": "Missing or invalid token", "content": problem}
             responses["403"] = {"description": f"Requires role: {', '.join(ep.roles)}", "content": problem}
         operation: dict[str, Any] = {
             "operationId": f"{ep.tag}_{ep.handler.__name__}",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -245,6 +246,7 @@ class Bus:
                     if task is not None:
                         self._in_flight.discard(task)
 
+            metrics.prepare_queue(spec.name)
             tag = await queue.consume(on_message)
             self._consumers[spec.name] = (queue, tag)
             log.info("consuming", queue=spec.name, bindings=list(spec.bindings))
@@ -262,14 +264,40 @@ class Bus:
             grace = self.settings.shutdown_grace_seconds if grace_seconds is None else grace_seconds
             await asyncio.wait(set(self._in_flight), timeout=grace)
 
+    async def sample_queue_depths(self) -> dict[str, int]:
+        """Messages ready in each consumed queue and its dead-letter queue, also set on the
+        `bejo_queue_depth` gauge. Asks on a channel of its own: a missing queue closes only that."""
+        connection = self._connection
+        if connection is None or connection.is_closed:
+            return {}
+        depths: dict[str, int] = {}
+        channel = await connection.channel()
+        try:
+            for spec, _, _ in self._subscriptions:
+                for name in (spec.name, spec.dead_letter_queue):
+                    declared = await channel.declare_queue(name, passive=True)
+                    count = declared.declaration_result.message_count or 0
+                    metrics.QUEUE_DEPTH.labels(name).set(count)
+                    depths[name] = count
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+        return depths
+
     async def _handle(self, spec: QueueSpec, handler: Handler, message: AbstractIncomingMessage) -> None:
+        started = time.perf_counter()
+        outcome = await self._handle_once(spec, handler, message)
+        metrics.CONSUMER_LATENCY.labels(spec.name, outcome).observe(time.perf_counter() - started)
+
+    async def _handle_once(self, spec: QueueSpec, handler: Handler, message: AbstractIncomingMessage) -> str:
+        """Handle one delivery; returns the outcome: acked, retried or parked."""
         attempt = attempt_of(message)
         try:
             envelope = Envelope.model_validate_json(message.body)
         except ValidationError as exc:
             # Not a CloudEvent at all: retrying cannot help, park it at once.
             await self._park(spec, message, attempt, f"malformed envelope: {exc}")
-            return
+            return "parked"
         with context.bound(
             correlation_id=envelope.correlationid or envelope.id,
             causation_id=envelope.id,
@@ -291,11 +319,12 @@ class Bus:
                     log.warning("handler failed", queue=spec.name, attempt=attempt, error=error)
                 if attempt >= self.settings.max_attempts:
                     await self._park(spec, message, attempt, error)
-                else:
-                    await self._retry(spec, message, attempt, error)
-                return
+                    return "parked"
+                await self._retry(spec, message, attempt, error)
+                return "retried"
         await message.ack()
         metrics.MESSAGES_CONSUMED.labels(spec.name, envelope.type).inc()
+        return "acked"
 
     async def _retry(self, spec: QueueSpec, message: AbstractIncomingMessage, attempt: int, error: str) -> None:
         delay_ms = self.settings.retry_delays_ms[min(attempt - 1, len(self.settings.retry_delays_ms) - 1)]

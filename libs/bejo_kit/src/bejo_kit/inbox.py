@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from .mongo import Document
 
@@ -34,10 +34,8 @@ def derived_id(event_id: str, *parts: str) -> str:
     return ":".join((event_id, *parts))
 
 
-def is_duplicate_key(exc: Exception) -> bool:
-    if isinstance(exc, DuplicateKeyError):
-        return True
-    if isinstance(exc, BulkWriteError):
-        errors: list[dict[str, Any]] = exc.details.get("writeErrors", [])
-        return bool(errors) and all(e.get("code") == 11000 for e in errors)
-    return False
+def duplicate_keys_only(exc: BulkWriteError) -> bool:
+    """Whether every document a bulk insert refused was refused for a duplicate key (E11000), i.e.
+    exists already. A single write raises `DuplicateKeyError`: catch that class instead."""
+    errors: list[dict[str, Any]] = exc.details.get("writeErrors", [])
+    return bool(errors) and all(e.get("code") == 11000 for e in errors)

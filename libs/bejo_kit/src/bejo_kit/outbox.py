@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -178,6 +179,8 @@ class OutboxRelay:
     ) -> None:
         self._db = db
         self.collections = sorted(set(collections))
+        for name in self.collections:
+            metrics.prepare_outbox(name)
         self._bus = bus
         self._settings = settings
         self._grace = grace
@@ -329,16 +332,21 @@ class OutboxRelay:
         results = await asyncio.gather(*(self._publish_one(entry) for _, entry in items), return_exceptions=True)
         published: dict[tuple[str, str], list[Document]] = {key: [] for key in batch}
         failures: list[BaseException] = []
+        # Counted per collection (the label's meaning), not per path.
+        ok_by, failed_by = Counter[str](), Counter[str]()
         for (key, entry), result in zip(items, results, strict=True):
             if result is None:
                 published[key].append(entry)
+                ok_by[key[0]] += 1
             else:
                 failures.append(result)
+                failed_by[key[0]] += 1
+        for name, count in failed_by.items():
+            metrics.OUTBOX_FAILED.labels(name).inc(count)
+        for name, count in ok_by.items():
+            metrics.OUTBOX_PUBLISHED.labels(name).inc(count)
         if failures:
-            metrics.OUTBOX_FAILED.labels(path).inc(len(failures))
             log.warning("outbox publish failed", failed=len(failures), error=repr(failures[0]), path=path)
-        if len(items) > len(failures):
-            metrics.OUTBOX_PUBLISHED.labels(path).inc(len(items) - len(failures))
         return published
 
     async def _publish_one(self, entry: Document) -> None:

@@ -72,7 +72,7 @@ class Runtime:
         for hook in self._on_start:
             await hook()
         self.relay.start()
-        for name, loop in self._loops:
+        for name, loop in [*self._loops, ("queue-depth", self._sample_queue_depths)]:
             self._tasks.append(asyncio.create_task(self._guarded(name, loop), name=name))
         await self.bus.start_consuming()
         log.info("service started", database=self.settings.database_name)
@@ -100,6 +100,15 @@ class Runtime:
             except Exception as exc:  # noqa: BLE001 - a background loop restarts rather than dying silently
                 log.error("background loop failed; restarting", loop=name, error=str(exc))
                 await asyncio.sleep(1.0)
+
+    async def _sample_queue_depths(self) -> None:
+        """Keep `bejo_queue_depth` current for this service's queues and dead-letter queues."""
+        while True:
+            await asyncio.sleep(self.settings.queue_depth_interval)
+            try:
+                await self.bus.sample_queue_depths()
+            except Exception as exc:  # noqa: BLE001 - a broker blip: the gauge keeps its last value
+                log.warning("queue depth sample failed", error=str(exc))
 
     def create_app(self, *, title: str, description: str = "", client_max_size: int = 1024 * 1024) -> web.Application:
         app = create_app(client_max_size=client_max_size)

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from bejo_kit.api import ApiRequest, Reply, Router
+from bejo_kit.api import ApiRequest, Header, Reply, Router
 from bejo_kit.errors import ValidationProblem
 from bejo_kit.mongo import Document, utcnow
 from bejo_kit.paging import decode_cursor, encode_cursor
@@ -173,7 +173,8 @@ def _if_match(request: web.Request) -> int | None:
     if raw is None:
         return None
     value = raw.strip().removeprefix("W/").strip('"')
-    if not value.isdigit():
+    # ASCII digits only, and few enough to fit BSON's int64 (a longer number is no version anyway).
+    if not (value.isascii() and value.isdigit() and len(value) <= 18):
         raise ValidationProblem.field("If-Match", 'must be the product version, e.g. "3"')
     return int(value)
 
@@ -184,6 +185,9 @@ def _if_match(request: web.Request) -> int | None:
     response=ProductOut,
     roles=("penyedia",),
     responses={404: "No such product of yours", 409: "Version conflict (If-Match)"},
+    headers=(
+        Header("If-Match", 'the version the change is based on, e.g. "3"; without it the change is unconditional'),
+    ),
 )
 async def update_product(req: ApiRequest[ProductPatch, None]) -> dict[str, Any]:
     """Change a product; send `If-Match: "<version>"` to change it only if nobody else did."""

@@ -28,12 +28,17 @@ def register(bus: Bus, service: CatalogService) -> None:
     async def on_order_event(event: IncomingEvent) -> None:
         if event.event_type == OrderPlaced.TYPE:
             placed = event.data(OrderPlaced)
-            state = await service.reservations.reserve(placed.order_id, placed.provider_id, _lines(placed))
+            state = await service.reservations.reserve(
+                placed.order_id, placed.provider_id, _lines(placed), pemda=placed.pemda
+            )
         elif event.event_type in RELEASING:
             ended: OrderEvent = event.data(RELEASING[event.event_type])
-            state = await service.reservations.release(ended.order_id, ended.provider_id, _lines(ended))
+            state = await service.reservations.release(
+                ended.order_id, ended.provider_id, _lines(ended), pemda=ended.pemda
+            )
         elif event.event_type == OrderShipped.TYPE:
-            state = await service.reservations.commit(event.data(OrderShipped).order_id)
+            shipped = event.data(OrderShipped)
+            state = await service.reservations.commit(shipped.order_id, pemda=shipped.pemda)
         else:
             log.warning("ignoring unexpected event", event_type=event.event_type)
             return

@@ -35,7 +35,7 @@ from bejo_contracts.catalog import CatalogChange, CatalogProductChanged, Catalog
 from bejo_contracts.pricing import PromotionTerms
 from bejo_contracts.topology import CATALOG_SYNC_EXCHANGE
 from bejo_kit.bus import Bus
-from bejo_kit.inbox import INBOX, is_duplicate_key
+from bejo_kit.inbox import INBOX, duplicate_keys_only
 from bejo_kit.logging import get_logger
 from bejo_kit.mongo import Document, utcnow
 from bejo_kit.outbox import WITHOUT_OUTBOX
@@ -294,7 +294,7 @@ class Sequencer:
         try:
             await self._store.feed.insert_many(entries, ordered=True)
         except BulkWriteError as exc:
-            if not is_duplicate_key(exc):
+            if not duplicate_keys_only(exc):
                 raise
             log.info("feed numbers taken by another replica; re-reading the head")
             self._head = None

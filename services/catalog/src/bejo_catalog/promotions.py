@@ -66,7 +66,10 @@ class Promotions:
         envelopes = [
             ctx.envelope(
                 PromotionCreated(
-                    provider_id=provider_id, product_ids=promotion["product_ids"], terms=domain.terms_of(promotion)
+                    provider_id=provider_id,
+                    provider_pemda_code=provider["pemda_code"],
+                    product_ids=promotion["product_ids"],
+                    terms=domain.terms_of(promotion),
                 )
             ),
             *(

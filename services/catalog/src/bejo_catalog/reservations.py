@@ -40,8 +40,9 @@ class Reservations:
     def __init__(self, ctx: CatalogContext) -> None:
         self.ctx = ctx
 
-    async def reserve(self, order_id: str, provider_id: str, requested: list[RequestedLine]) -> str:
-        """Reserve every line or none. Returns the reservation's state afterwards."""
+    async def reserve(self, order_id: str, provider_id: str, requested: list[RequestedLine], *, pemda: str) -> str:
+        """Reserve every line or none (`pemda`: the order's, which scopes the events). Returns the
+        reservation's state afterwards."""
         lines = domain.merge_lines(requested)
         record = await self._reservation(order_id, provider_id, lines)
         if record["state"] != "reserving":
@@ -50,10 +51,11 @@ class Reservations:
         provider = await self.ctx.store.provider(provider_id)
         products, rejections = await self._take(order_id, provider_id, provider, lines)
         if rejections:
-            rejected = StockRejected(order_id=order_id, rejections=rejections)
+            rejected = StockRejected(order_id=order_id, pemda=pemda, rejections=rejections)
             return await self._decide(record, ("reserving",), "rejected", rejected, {})
         assert provider is not None
-        reserved = await self._reserved(order_id, provider, [products[line.product_id] for line in lines], lines)
+        taken = [products[line.product_id] for line in lines]
+        reserved = await self._reserved(order_id, pemda, provider, taken, lines)
         extra = {"reserved_lines": [line.model_dump() for line in reserved.lines]}
         return await self._decide(record, ("reserving",), "reserved", reserved, extra)
 
@@ -123,7 +125,7 @@ class Reservations:
         return taken, []
 
     async def _reserved(
-        self, order_id: str, provider: Document, products: list[Document], lines: list[RequestedLine]
+        self, order_id: str, pemda: str, provider: Document, products: list[Document], lines: list[RequestedLine]
     ) -> StockReserved:
         now = utcnow()
         promotions = await self.ctx.store.promotions_of(provider["_id"])
@@ -146,6 +148,7 @@ class Reservations:
             )
         return StockReserved(
             order_id=order_id,
+            pemda=pemda,
             provider_id=provider["_id"],
             provider_name=provider["name"],
             provider_pkp=provider["pkp"],
@@ -203,7 +206,7 @@ class Reservations:
                 self.ctx.fed()
         return state
 
-    async def release(self, order_id: str, provider_id: str, requested: list[RequestedLine]) -> str:
+    async def release(self, order_id: str, provider_id: str, requested: list[RequestedLine], *, pemda: str) -> str:
         """The order was cancelled, rejected or expired: give the stock back. A release before the
         placement leaves a `released` tombstone, so the late placement reserves nothing."""
         now = utcnow()
@@ -222,11 +225,13 @@ class Reservations:
         except DuplicateKeyError:
             record = await self.ctx.store.reservations.find_one({"_id": order_id}, STATE_ONLY)
         assert record is not None
-        return await self._decide(record, ("reserving", "reserved"), "released", StockReleased(order_id=order_id), {})
+        released = StockReleased(order_id=order_id, pemda=pemda)
+        return await self._decide(record, ("reserving", "reserved"), "released", released, {})
 
-    async def commit(self, order_id: str) -> str:
+    async def commit(self, order_id: str, *, pemda: str) -> str:
         """The order shipped: the reserved stock is gone for good."""
         record = await self.ctx.store.reservations.find_one({"_id": order_id}, STATE_ONLY)
         if record is None:
             return "unknown"
-        return await self._decide(record, ("reserved",), "committed", StockCommitted(order_id=order_id), {})
+        committed = StockCommitted(order_id=order_id, pemda=pemda)
+        return await self._decide(record, ("reserved",), "committed", committed, {})

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bejo_contracts.catalog import ProviderStatus
+from bejo_contracts.common import PositiveQuantity, PositiveRupiah, Quantity, Rupiah
 from bejo_kit.mongo import Document
 
 from . import categories, domain
@@ -127,10 +128,10 @@ class ProductIn(BaseModel):
         description="a category id from GET /api/v1/categories", examples=["makanan-minuman.kopi-teh"]
     )
     unit: str = Field(min_length=1, max_length=30, examples=["pak"])
-    price: int = Field(gt=0, description="whole rupiah", examples=[95000])
-    het: int | None = Field(None, gt=0, description="highest retail price (HET); price may not exceed it")
-    stock: int = Field(ge=0, examples=[5])
-    min_order_qty: int = Field(1, ge=1)
+    price: PositiveRupiah = Field(description="whole rupiah", examples=[95000])
+    het: PositiveRupiah | None = Field(None, description="highest retail price (HET); price may not exceed it")
+    stock: Quantity = Field(examples=[5])
+    min_order_qty: PositiveQuantity = 1
     images: list[str] = Field(default_factory=list, max_length=10)
     regions: list[str] | None = Field(
         None, max_length=50, description="pemda codes delivered to; default: the provider's"
@@ -173,10 +174,10 @@ class ProductPatch(BaseModel):
     description: str | None = Field(None, max_length=5000)
     category: str | None = None
     unit: str | None = Field(None, min_length=1, max_length=30)
-    price: int | None = Field(None, gt=0)
-    het: int | None = Field(None, gt=0, description="null removes the HET")
-    stock: int | None = Field(None, ge=0)
-    min_order_qty: int | None = Field(None, ge=1)
+    price: PositiveRupiah | None = None
+    het: PositiveRupiah | None = Field(None, description="null removes the HET")
+    stock: Quantity | None = None
+    min_order_qty: PositiveQuantity | None = None
     images: list[str] | None = Field(None, max_length=10)
     regions: list[str] | None = Field(None, min_length=1, max_length=50)
     status: Literal["active", "inactive"] | None = None
@@ -226,8 +227,8 @@ class ProductSearch(BaseModel):
 
     q: str | None = Field(None, max_length=200, description="keywords over name, description, provider name")
     category: str | None = Field(None, description="a category id; includes its sub-categories")
-    min_price: int | None = Field(None, ge=0, description="on the effective price")
-    max_price: int | None = Field(None, ge=0, description="on the effective price")
+    min_price: Rupiah | None = Field(None, description="on the effective price")
+    max_price: Rupiah | None = Field(None, description="on the effective price")
     provider_id: str | None = None
     region: str | None = Field(None, pattern=PEMDA, description="products that deliver to this pemda")
     in_stock: bool | None = None
@@ -250,7 +251,7 @@ class PromotionIn(BaseModel):
     scope: Literal["products", "provider"] = Field(description="listed products, or every product of the provider")
     product_ids: list[str] = Field(default_factory=list, max_length=500)
     discount_kind: Literal["percent", "fixed", "none"]
-    discount_value: int = Field(0, ge=0, description="percent 1..100, or rupiah off the unit price")
+    discount_value: Rupiah = Field(0, description="percent 1..100, or rupiah off the unit price")
     free_shipping: bool = False
     starts_at: datetime = Field(description="ISO-8601; without an offset it is read as Asia/Jakarta (WIB)")
     ends_at: datetime = Field(examples=["2026-12-13T00:00:00+07:00"])

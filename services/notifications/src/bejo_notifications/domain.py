@@ -15,6 +15,9 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from pydantic import ValidationError
+
+from bejo_contracts import Envelope, parse_data
 from bejo_contracts.common import WIB
 from bejo_contracts.pemda import covers
 
@@ -245,26 +248,34 @@ def event_provider_id(data: Mapping[str, Any]) -> str | None:
     return provider_id if isinstance(provider_id, str) else None
 
 
-def event_pemda(data: Mapping[str, Any]) -> str | None:
-    for name in ("pemda", "pemda_code"):
-        if isinstance(value := data.get(name), str):
-            return value
-    if isinstance(product := data.get("product"), Mapping):
-        value = product.get("provider_pemda_code")
-        return value if isinstance(value, str) else None
-    return None
+@dataclass(frozen=True)
+class EventScope:
+    """Whose event it is: the pemda it belongs to and the provider it is about (None: none)."""
+
+    pemda: str | None
+    provider_id: str | None
 
 
-def subscription_may_see(
-    owner_role: str, owner_pemda: str, owner_provider_id: str | None, data: Mapping[str, Any]
-) -> bool:
-    """Penyedia get their own provider's events only; an admin gets events of the pemdas they
-    oversee (and events that name no pemda, such as stock movements)."""
+NO_SCOPE = EventScope(None, None)
+
+
+def event_scope(envelope: Envelope) -> EventScope:
+    """The scope its contract gives the event. An unknown or malformed event has none, so it
+    reaches no pemda- or provider-limited subscriber."""
+    try:
+        data = parse_data(envelope)
+    except (KeyError, ValidationError):
+        return NO_SCOPE
+    return EventScope(data.pemda_scope(), event_provider_id(envelope.data))
+
+
+def subscription_may_see(owner_role: str, owner_pemda: str, owner_provider_id: str | None, scope: EventScope) -> bool:
+    """Penyedia get their own provider's events only; an admin gets the events of the pemdas they
+    oversee, and never an event of no pemda."""
     if owner_role == "penyedia":
-        return owner_provider_id is not None and event_provider_id(data) == owner_provider_id
+        return owner_provider_id is not None and scope.provider_id == owner_provider_id
     if owner_role == "admin":
-        pemda = event_pemda(data)
-        return pemda is None or covers(owner_pemda, pemda)
+        return scope.pemda is not None and covers(owner_pemda, scope.pemda)
     return False
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from bejo_kit.settings import KitSettings
@@ -31,22 +31,37 @@ class NotificationsSettings(KitSettings):
     # Fallback addresses for users who have not registered one with PUT /api/v1/notifications/contact:
     # JSON object `{"<sub>": "<email>"}` in NOTIFICATIONS_USER_EMAILS.
     user_emails: dict[str, str] = Field(default_factory=dict)
-    email_max_attempts: int = 8
+    email_max_attempts: int = Field(8, ge=1, le=100)
 
     # Webhooks.
-    webhook_timeout_seconds: float = 5.0
-    webhook_max_attempts: int = 8  # per delivery; then it is marked failed (redeliver by hand)
+    # Counts and intervals are bounded: 0 concurrency would leave every delivery pending for ever
+    # without a word, and a lease shorter than one attempt lets two replicas send the same item.
+    webhook_timeout_seconds: float = Field(5.0, gt=0, le=120)
+    # per delivery; then it is marked failed (redeliver by hand)
+    webhook_max_attempts: int = Field(8, ge=1, le=100)
     # A subscription is disabled after this many failed attempts in a row (any success resets it).
-    webhook_disable_after_failures: int = 15
-    webhook_concurrency: int = 16  # deliveries attempted at once per replica
+    webhook_disable_after_failures: int = Field(15, ge=1, le=10_000)
+    webhook_concurrency: int = Field(16, ge=1, le=1000)  # deliveries attempted at once per replica
 
     # Retries of e-mails and webhook deliveries: exponential from the base, capped, with jitter.
-    retry_backoff_base_seconds: float = 1.0
-    retry_backoff_max_seconds: float = 600.0
+    retry_backoff_base_seconds: float = Field(1.0, gt=0)
+    retry_backoff_max_seconds: float = Field(600.0, gt=0, le=86_400)
 
     # Background work: how often the due work is polled when nothing local wakes the loops (work
     # queued by other replicas, retries falling due), and how long a claim holds before another
     # replica may take the item over (longer than one SMTP send or webhook POST).
-    delivery_poll_interval: float = 1.0
-    delivery_lease_seconds: float = 60.0
-    email_concurrency: int = 4  # e-mails sent at once per replica
+    delivery_poll_interval: float = Field(1.0, gt=0, le=300)
+    delivery_lease_seconds: float = Field(60.0, gt=0)
+    email_concurrency: int = Field(4, ge=1, le=1000)  # e-mails sent at once per replica
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.retry_backoff_max_seconds < self.retry_backoff_base_seconds:
+            raise ValueError("NOTIFICATIONS_RETRY_BACKOFF_MAX_SECONDS must be at least the base")
+        slowest = max(self.webhook_timeout_seconds, self.smtp_timeout_seconds)
+        if self.delivery_lease_seconds <= slowest:
+            raise ValueError(
+                f"NOTIFICATIONS_DELIVERY_LEASE_SECONDS must exceed the slowest attempt ({slowest:g}s): "
+                "a claim that runs out mid-attempt lets another replica send the same item"
+            )
+        return self

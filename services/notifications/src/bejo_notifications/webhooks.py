@@ -24,7 +24,7 @@ from bejo_contracts.notifications import WebhookDisabled
 from bejo_kit.auth import Principal
 from bejo_kit.bus import Bus
 from bejo_kit.errors import Conflict, NotFound, ValidationProblem
-from bejo_kit.inbox import is_duplicate_key
+from bejo_kit.inbox import duplicate_keys_only
 from bejo_kit.logging import get_logger
 from bejo_kit.mongo import Document, utcnow
 from bejo_kit.outbox import WITHOUT_OUTBOX, Outbox
@@ -176,13 +176,12 @@ class Webhooks:
         """One delivery per matching subscription (once, even when the event comes twice)."""
         # Read per event, not cached: a subscription made on any replica hears the next event.
         subscriptions = self._store.webhooks.find({"status": "active"}, MATCHING)
+        scope = domain.event_scope(envelope)
         matching = [
             sub["_id"]
             async for sub in subscriptions
             if domain.matches_any(sub["event_types"], envelope.type)
-            and domain.subscription_may_see(
-                sub["owner_role"], sub["owner_pemda"], sub.get("owner_provider_id"), envelope.data
-            )
+            and domain.subscription_may_see(sub["owner_role"], sub["owner_pemda"], sub.get("owner_provider_id"), scope)
         ]
         if not matching:
             return 0
@@ -206,7 +205,7 @@ class Webhooks:
         try:
             created = len((await self._store.deliveries.insert_many(deliveries, ordered=False)).inserted_ids)
         except BulkWriteError as exc:
-            if not is_duplicate_key(exc):
+            if not duplicate_keys_only(exc):
                 raise
             created = int(exc.details.get("nInserted", 0))
         if created:
@@ -309,7 +308,11 @@ class Webhooks:
             return False
         event = self._bus.envelope(
             WebhookDisabled(
-                webhook_id=webhook_id, owner_sub=counted["owner_sub"], url=counted["url"], consecutive_failures=failures
+                webhook_id=webhook_id,
+                owner_sub=counted["owner_sub"],
+                owner_pemda=counted["owner_pemda"],
+                url=counted["url"],
+                consecutive_failures=failures,
             )
         )
         # Guarded by state and count: of replicas failing together exactly one disables it and tells.

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 from yarl import URL
 
-from bejo_kit.api import ApiRequest, Reply, Router
+from bejo_kit.api import ApiRequest, Header, Reply, Router
 from bejo_kit.mongo import utcnow
 
 from . import ocds
@@ -87,6 +87,14 @@ async def red_flags(req: ApiRequest[None, RedFlagQuery]) -> RedFlagList:
     response=CheckoutView,
     status=201,
     roles=("pp",),
+    headers=(
+        Header(
+            IDEMPOTENCY_HEADER,
+            "the client's id of this checkout: a retry with the same key and body gets the first answer",
+            required=True,
+            max_length=200,
+        ),
+    ),
     responses={
         409: "Idempotency-Key reused with a different body",
         422: "Invalid cart, unknown product or cap exceeded",

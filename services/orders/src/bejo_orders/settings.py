@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
+from bejo_contracts.common import MAX_CART_LINES
 from bejo_kit.settings import KitSettings
 
 from .redflags import RedFlagSettings
@@ -29,7 +30,8 @@ class OrdersSettings(KitSettings):
     # How often each replica sweeps for overdue reservations.
     expiry_sweep_interval: float = Field(5.0, gt=0)
 
-    max_lines: int = Field(100, ge=1)
+    # At most MAX_CART_LINES: the request model refuses longer carts, and the bound keeps totals in int64.
+    max_lines: int = Field(100, ge=1, le=MAX_CART_LINES)
     # OCDS: the ocid prefix registered for this publisher (`ocds-` and 6 characters), the
     # publisher's name, the data's license and the publication policy (URIs).
     ocds_ocid_prefix: str = Field("ocds-b3j0id", pattern=r"^ocds-[a-z0-9]{6}$")

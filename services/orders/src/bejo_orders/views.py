@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bejo_contracts.common import PaymentMethod
+from bejo_contracts.common import MAX_CART_LINES, PaymentMethod, PositiveQuantity
 from bejo_contracts.orders import OrderLine, OrderStatus
 
 from .domain import HistoryEntry, Order
@@ -18,13 +18,15 @@ class CartLineIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     product_id: str = Field(min_length=1, max_length=100, examples=["prd_3f2a"])
-    quantity: int = Field(ge=1, le=1_000_000, examples=[2])
+    quantity: PositiveQuantity = Field(examples=[2])
 
 
 class PlaceOrder(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    lines: list[CartLineIn] = Field(min_length=1, description="products and quantities; may span several providers")
+    lines: list[CartLineIn] = Field(
+        min_length=1, max_length=MAX_CART_LINES, description="products and quantities; may span several providers"
+    )
     delivery_address: str = Field(min_length=5, max_length=500, examples=["Jl. Pahlawan 110, Surabaya"])
     rup_code: str = Field(min_length=3, max_length=64, description="Kode RUP", examples=["RUP-35.15-2026-0001"])
     ppk_id: str = Field(min_length=1, max_length=200, description="`sub` of the approving PPK's token")
