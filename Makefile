@@ -15,7 +15,7 @@ export PATH := $(PATH):/usr/local/go/bin
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv infra infra-down infra-status test run lint fmt typecheck bench lock clean
+.PHONY: help venv infra infra-down infra-status kustomize test run lint fmt typecheck bench lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,7 +38,10 @@ infra-down:  ## stop what `make infra` started
 infra-status:
 	@scripts/infra.sh status
 
-test: venv infra  ## install, start infrastructure, run every test
+kustomize:  ## build the pinned kustomize into .cache/bin (Go module proxy; tests/deploy renders the overlays with it)
+	@scripts/kustomize.sh >/dev/null
+
+test: venv infra kustomize  ## install, start infrastructure, run every test
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 REPLICAS ?= 1
