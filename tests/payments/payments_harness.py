@@ -22,8 +22,8 @@ from bejo_contracts.topology import QueueSpec
 from bejo_kit.bus import Bus, IncomingEvent
 from bejo_kit.settings import KitSettings
 from bejo_payments import api
-from bejo_payments.app import build
 from bejo_payments.access import TOKEN_PATH
+from bejo_payments.app import build
 from bejo_payments.callbacks import CALLBACK_PATH
 from bejo_payments.sandbox import obtain_access_token, send_payment_callback
 from bejo_payments.service import PaymentsService
@@ -119,7 +119,9 @@ class Payments:
         return items
 
     async def sandbox_pay(self, va_number: str, amount: int) -> dict[str, Any]:
-        result: dict[str, Any] = await self.post(f"/api/v1/sandbox/va/{va_number}/pay", self.admin(), {"amount": amount})
+        result: dict[str, Any] = await self.post(
+            f"/api/v1/sandbox/va/{va_number}/pay", self.admin(), {"amount": amount}
+        )
         return result
 
     def events_of(self, payment_id: str, event_type: str | None = None) -> list[Envelope]:

@@ -6,17 +6,19 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Literal, cast
 
+import aiohttp
 import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bejo_kit.api import ENDPOINTS, ApiRequest, Endpoint, Handler, Router
+from bejo_kit.errors import Problem
 from bejo_kit.mongo import utcnow
 
 from . import domain, snap
 from .access import TOKEN_PATH, AccessTokens
 from .callbacks import CALLBACK_PATH, SnapCallbacks, SnapNotification
-from .sandbox import send_payment_callback
+from .sandbox import AccessTokenRefused, send_payment_callback
 from .service import PaymentsService
 from .settings import PaymentsSettings
 
@@ -404,22 +406,33 @@ def callback_url(req: ApiRequest[Any, Any], settings: PaymentsSettings) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}{CALLBACK_PATH}"
 
 
+class CallbackUndeliverable(Problem):
+    status = 502
+    code = "callback_undeliverable"
+    title = "Callback not delivered"
+
+
 @sandbox_router.post(
     "/api/v1/sandbox/va/{va}/pay",
     body=SandboxPay,
     response=SandboxPayResult,
     roles=("admin",),
+    responses={502: "The sandbox bank could not reach the callback URL (nothing was paid)"},
 )
 async def sandbox_pay(req: ApiRequest[SandboxPay, None]) -> SandboxPayResult:
     """Sandbox bank only: pay a VA, i.e. get a SNAP access token and send the bank's signed callback."""
     settings = req.app[SETTINGS]
-    result = await send_payment_callback(
-        callback_url=callback_url(req, settings),
-        va_number=req.path("va"),
-        amount=req.body.amount,
-        partner_id=settings.sandbox_partner_id,
-        secret=settings.snap_client_secrets[settings.sandbox_partner_id],
-        private_key=settings.sandbox_private_key,
-        va_prefix=settings.va_prefix,
-    )
+    url = callback_url(req, settings)
+    try:
+        result = await send_payment_callback(
+            callback_url=url,
+            va_number=req.path("va"),
+            amount=req.body.amount,
+            partner_id=settings.sandbox_partner_id,
+            secret=settings.snap_client_secrets[settings.sandbox_partner_id],
+            private_key=settings.sandbox_private_key,
+            va_prefix=settings.va_prefix,
+        )
+    except (aiohttp.ClientError, TimeoutError, AccessTokenRefused) as exc:
+        raise CallbackUndeliverable(f"the sandbox bank could not call {url}: {exc}", callback_url=url) from exc
     return SandboxPayResult(http_status=result.http_status, external_id=result.external_id, response=result.body)

@@ -57,7 +57,8 @@ def payment_id_for(order_id: str) -> str:
 
 def can_see(principal: Principal, payment: domain.Payment) -> bool:
     if principal.role in BUYER_ROLES:
-        return bool(principal.satker == payment.satker)
+        # Satker codes are unique only within a pemda: 36.03's "dinkes" is not 35.15's.
+        return bool(principal.pemda == payment.pemda and principal.satker == payment.satker)
     if principal.role == "penyedia":
         return bool(principal.provider_id == payment.provider_id)
     return principal.oversees_pemda(payment.pemda)
