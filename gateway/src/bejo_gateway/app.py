@@ -387,6 +387,7 @@ def build(settings: GatewaySettings | None = None) -> web.Application:
     app.router.add_get("/api/v1/asyncapi.json", gateway.asyncapi_json)
     app.router.add_get("/api/v1/docs", gateway.docs)
     app.router.add_route("*", "/api/v1/{tail:.*}", gateway.proxy)
+    app.router.add_post("/v1.0/access-token/b2b", gateway.proxy)  # SNAP's fixed path (routing.SNAP_PATHS)
     app.cleanup_ctx.append(gateway.lifecycle)
     app.on_response_prepare.append(_plain_server_header)
     return app

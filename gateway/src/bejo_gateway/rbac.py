@@ -29,6 +29,9 @@ class Rule:
     pattern: str
     access: Access
     roles: tuple[str, ...] = ()
+    # A bank's SNAP call: its Authorization carries a SNAP B2B token, not ours, so the gateway does
+    # not read it; payments authenticates the call (token and signature).
+    snap_partner: bool = False
 
     def __post_init__(self) -> None:
         unknown = [r for r in self.roles if r not in ROLES]
@@ -42,9 +45,9 @@ class Rule:
         return _split(self.pattern)
 
 
-def _rule(methods: str, pattern: str, *roles: str, public: bool = False) -> Rule:
-    access = Access.PUBLIC if public else Access.ROLES if roles else Access.AUTHENTICATED
-    return Rule(frozenset(methods.split()), pattern, access, roles)
+def _rule(methods: str, pattern: str, *roles: str, public: bool = False, snap_partner: bool = False) -> Rule:
+    access = Access.PUBLIC if public or snap_partner else Access.ROLES if roles else Access.AUTHENTICATED
+    return Rule(frozenset(methods.split()), pattern, access, roles, snap_partner)
 
 
 READ = "GET HEAD"
@@ -80,7 +83,8 @@ RULES: tuple[Rule, ...] = (
     _rule("POST", "/api/v1/orders/{id}/cancel", "pp", "ppk", "penyedia", "admin"),
     _rule(READ, "/api/v1/orders/**"),
     # payments: the bank callback carries a SNAP signature instead of a token (payments verifies it)
-    _rule("POST", "/api/v1/payments/callbacks/snap", public=True),
+    _rule("POST", "/api/v1/payments/callbacks/snap", snap_partner=True),
+    _rule("POST", "/v1.0/access-token/b2b", snap_partner=True),
     _rule("POST", "/api/v1/payments/{id}/va", "bendahara"),
     _rule("POST", "/api/v1/payments/{id}/charge", "bendahara"),
     _rule("POST", "/api/v1/payments/{id}/refund", "admin"),

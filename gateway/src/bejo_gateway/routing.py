@@ -33,10 +33,14 @@ _API_PREFIX = "/api/v1/"
 _BY_SEGMENT: dict[str, str] = {prefix.removeprefix(_API_PREFIX): upstream for prefix, upstream in ROUTES}
 
 
+# SNAP fixes the B2B access-token path for every partner, outside /api/v1.
+SNAP_PATHS: dict[str, str] = {"/v1.0/access-token/b2b": "payments"}
+
+
 def upstream_for(path: str) -> str | None:
     """The upstream serving `path`, or None when no prefix matches."""
     if not path.startswith(_API_PREFIX):
-        return None
+        return SNAP_PATHS.get(path)
     rest = path[len(_API_PREFIX) :]
     segment, _, _ = rest.partition("/")
     return _BY_SEGMENT.get(segment)
