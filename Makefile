@@ -15,7 +15,7 @@ export PATH := $(PATH):/usr/local/go/bin
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv infra infra-down infra-status kustomize test run lint fmt typecheck bench lock clean
+.PHONY: help venv infra infra-down infra-status kustomize chromium test run lint fmt typecheck bench lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,7 +41,10 @@ infra-status:
 kustomize:  ## build the pinned kustomize into .cache/bin (Go module proxy; tests/deploy renders the overlays with it)
 	@scripts/kustomize.sh >/dev/null
 
-test: venv infra kustomize  ## install, start infrastructure, run every test
+chromium:  ## install Debian's chromium (apt, as root) where missing, for the dashboard's browser test
+	@scripts/chromium.sh >/dev/null
+
+test: venv infra kustomize chromium  ## install, start infrastructure, run every test
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 REPLICAS ?= 1

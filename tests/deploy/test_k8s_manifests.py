@@ -38,6 +38,7 @@ from deploy_support import (
     render,
 )
 
+from bejo_gateway.routing import SNAP_PATHS
 from bejo_kit.settings import KitSettings
 
 CRD_SCHEMAS: dict[str, Any] = yaml.safe_load((Path(__file__).with_name("crd_schemas.yaml")).read_text())
@@ -179,6 +180,10 @@ def test_prod_is_production_with_jwks_https_webhooks_and_no_sandbox() -> None:
     ingress = of_kind(docs, "Ingress")["gateway"]["spec"]
     assert ingress["ingressClassName"] and ingress["tls"][0]["secretName"]
     assert ingress["tls"][0]["hosts"] == [r["host"] for r in ingress["rules"]]
+    # Everything the gateway serves to the outside goes to the gateway, and nothing else is exposed.
+    paths = {p["path"]: p for r in ingress["rules"] for p in r["http"]["paths"]}
+    assert set(paths) == {"/api/v1", *SNAP_PATHS}
+    assert {p["backend"]["service"]["name"] for p in paths.values()} == {"gateway"}
 
 
 def test_dev_has_one_replica_each_in_cluster_stores_and_the_sandbox() -> None:

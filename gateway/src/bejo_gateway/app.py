@@ -23,7 +23,7 @@ from bejo_kit.errors import BadRequest, Forbidden, NotFound, Problem, TooManyReq
 from bejo_kit.logging import get_logger
 from bejo_kit.runtime import run_service
 
-from . import asyncapi, metrics
+from . import asyncapi, dashboard, metrics
 from .accesslog import AccessLog
 from .auth import Authenticator
 from .docs_page import DOCS_HTML
@@ -386,6 +386,7 @@ def build(settings: GatewaySettings | None = None) -> web.Application:
     app.router.add_get("/api/v1/openapi.json", gateway.openapi_json)
     app.router.add_get("/api/v1/asyncapi.json", gateway.asyncapi_json)
     app.router.add_get("/api/v1/docs", gateway.docs)
+    dashboard.install(app)  # the public dashboard at / (static files; reads the public API)
     app.router.add_route("*", "/api/v1/{tail:.*}", gateway.proxy)
     app.router.add_post("/v1.0/access-token/b2b", gateway.proxy)  # SNAP's fixed path (routing.SNAP_PATHS)
     app.cleanup_ctx.append(gateway.lifecycle)
