@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from bejo_contracts import errors
 from bejo_payments import domain
 from bejo_payments.domain import Invoice, Leg
 
@@ -180,3 +181,95 @@ def test_callback_decisions() -> None:
     assert decide(status="settled", paid_via="k1", via="k1") == "repeat"
     assert decide(status="settled", paid_via="k1", via="k2") == "paid_bill"
     assert decide(status="awaiting_payment", paid_via=None, via="k1") == "pay"
+
+
+# -- the Payment aggregate -------------------------------------------------------------------------
+
+
+def payment(
+    status: str = "awaiting_payment", *, base: int = 1_000_000, method: str = "va", **fields: object
+) -> domain.Payment:
+    values: dict[str, object] = {
+        "_id": "pay-ord-1",
+        "order_id": "ord-1",
+        "pemda": "35.15",
+        "satker": "dinkes",
+        "provider_id": "prov-1",
+        "provider_name": "CV Sumber Rejeki",
+        "provider_pkp": True,
+        "method": method,
+        "bast_number": "BAST/35.15/2026/0001",
+        "invoice": invoice(base),
+        "status": status,
+        "va_number": "8808000000000001" if method == "va" else None,
+        "va_expires_at": NOW + timedelta(hours=1) if method == "va" else None,
+        "created_at": NOW,
+        "updated_at": NOW,
+        "history": [{"status": "awaiting_payment", "at": NOW, "actor": "system"}],
+        **fields,
+    }
+    return domain.Payment.model_validate(values)
+
+
+def test_the_aggregate_round_trips_through_its_stored_document() -> None:
+    paid = payment().pay(now=NOW, reference="EXT-1", via="k1")
+    stored = {**paid.document(), "outbox": [{"id": "e1"}]}  # storage fields are ignored on load
+    assert domain.Payment.model_validate(stored) == paid
+    assert stored["_id"] == "pay-ord-1" and stored["invoice"]["total"] == 1_110_000
+
+
+def test_pay_settle_refund_move_status_history_version_and_ledger_together() -> None:
+    paid = payment().pay(now=NOW, reference="EXT-1", via="k1")
+    settled = paid.settle(NOW + timedelta(seconds=1))
+    refunded = settled.refund(now=NOW + timedelta(days=1), reason="barang rusak", by="admin-1")
+    assert [h.status for h in refunded.history] == ["awaiting_payment", "paid", "settled", "refunded"]
+    assert [p.kind for p in refunded.ledger] == ["payment_received", "settlement", "settlement_reversal", "refund"]
+    assert (paid.version, settled.version, refunded.version) == (2, 3, 4)
+    assert sum(leg.amount for posting in refunded.ledger for leg in posting.legs) == 0
+    assert (paid.paid_amount, paid.reference, paid.paid_via) == (1_110_000, "EXT-1", "k1")
+    assert refunded.refunded_by == "admin-1" and refunded.history[-1].actor == "admin-1"
+
+
+@pytest.mark.parametrize(
+    ("status", "command"),
+    [
+        ("awaiting_payment", lambda p: p.settle(NOW)),
+        ("awaiting_payment", lambda p: p.refund(now=NOW, reason="r", by="a")),
+        ("cancelled", lambda p: p.pay(now=NOW, reference="x", via="k")),
+        ("refunded", lambda p: p.refund(now=NOW, reason="r", by="a")),
+        ("settled", lambda p: p.cancel(now=NOW, reason="r")),
+        ("paid", lambda p: p.expire_va(NOW)),
+        ("settled", lambda p: p.reissue_va(number="8808000000000002", expires_at=NOW, now=NOW, actor="b")),
+    ],
+)
+def test_a_command_in_the_wrong_status_is_an_illegal_transition_a_domain_error(status: str, command: object) -> None:
+    """Never a 500: the kit renders every DomainError as a problem (IllegalTransition: 409)."""
+    with pytest.raises(domain.IllegalTransition) as raised:
+        command(payment(status))  # type: ignore[operator]
+    assert isinstance(raised.value, errors.DomainError) and raised.value.code == "illegal_transition"
+    assert raised.value.extra["current_status"] == status
+
+
+def test_reissuing_a_va_expires_a_due_one_and_refuses_a_valid_one_or_a_card_payment() -> None:
+    due = payment(va_expires_at=NOW - timedelta(seconds=1))
+    renewed = due.reissue_va(number="8808000000000002", expires_at=NOW + timedelta(days=1), now=NOW, actor="bend-1")
+    assert [h.status for h in renewed.history] == ["awaiting_payment", "va_expired", "awaiting_payment"]
+    assert renewed.virtual_accounts == ["8808000000000002"] and renewed.va_number == "8808000000000002"
+    with pytest.raises(errors.DomainError) as still_valid:
+        payment().reissue_va(number="x", expires_at=NOW, now=NOW, actor="b")
+    assert still_valid.value.code == "va_still_valid"
+    with pytest.raises(errors.DomainError) as card:
+        payment(method="kkpd").reissue_va(number="x", expires_at=NOW, now=NOW, actor="b")
+    assert card.value.code == "wrong_method"
+
+
+def test_a_zero_rupiah_invoice_settles_without_payment_with_postings_of_zero() -> None:
+    free = payment(base=0, va_number=None, va_expires_at=None).settle_without_payment(NOW)
+    assert free.status == "settled" and free.reference == domain.ZERO_AMOUNT_REFERENCE and free.paid_amount == 0
+    assert [h.status for h in free.history] == ["awaiting_payment", "paid", "settled"]
+    assert [(p.kind, [(leg.account, leg.amount) for leg in p.legs]) for p in free.ledger] == [
+        ("payment_received", [("satker:dinkes", 0), ("escrow", 0)]),
+        ("settlement", [("escrow", 0), ("provider:prov-1", 0), ("tax:ppn", 0), ("tax:pph22", 0)]),
+    ]
+    with pytest.raises(domain.IllegalTransition):
+        payment().settle_without_payment(NOW)  # a bill of Rp 1,110,000 is paid, not waved through
