@@ -48,7 +48,13 @@ def _gateway_router() -> Router:
 
     @router.get("/api/v1/stats", query=StatsQuery, response=TransparencyStats, responses={503: "A service is down"})
     async def transparency_stats(req: Any) -> None:
-        """Transparency figures: transaction value, orders, providers, products, participating pemda"""
+        """Transparency figures: transaction value, orders, providers, products, participating pemda.
+
+        Orders are paid or completed orders, by the day they were paid (WIB). `providers` counts verified
+        providers only (shops that are public and can take orders: the program's "penyedia yang sudah
+        tayang"); pending and suspended registrations are not counted. `participating_pemda` counts
+        regencies and cities with at least one order. Also by pemda, by month, the top providers and
+        the categories sold. Public: no token."""
 
     return router
 
