@@ -88,3 +88,31 @@ def test_compose_runs_every_service_from_the_dockerfile_with_the_settings_it_rea
     for source in mounted:
         assert source.startswith("./k8s/overlays/dev/"), source
         assert "/secrets/" in source or (DEPLOY / source).is_file(), f"{source} is missing"
+
+
+def test_the_runbook_covers_what_operators_need() -> None:
+    runbook = (REPO / "docs" / "operations.md").read_text()
+    headings = set(re.findall(r"^## (.+)$", runbook, re.M))
+    assert {
+        "Deploying dev",
+        "Deploying prod",
+        "Scaling",
+        "Metrics and alerts worth having",
+        "Replaying the dead-letter queues",
+        "A rolling restart without loss",
+        "Rotating secrets",
+        "Backup and restore",
+        "When a bank callback fails",
+    } <= headings
+    # The metrics it tells operators to alert on exist.
+    databases = {f"bejo_{s}" for s in PORTS}
+    mentioned = {re.sub(r"_(count|bucket|sum)$", "", m) for m in re.findall(r"\bbejo_[a-z_]+\b", runbook)} - databases
+    assert len(mentioned) >= 8
+    assert mentioned <= _exported_metrics(), sorted(mentioned - _exported_metrics())
+
+
+def _exported_metrics() -> set[str]:
+    names: set[str] = set()
+    for source in [REPO / "libs/bejo_kit/src/bejo_kit/metrics.py", REPO / "gateway/src/bejo_gateway/metrics.py"]:
+        names |= set(re.findall(r'"(bejo_[a-z_]+)"', source.read_text()))
+    return names
