@@ -182,7 +182,8 @@ def test_prod_is_production_with_jwks_https_webhooks_and_no_sandbox() -> None:
     assert ingress["tls"][0]["hosts"] == [r["host"] for r in ingress["rules"]]
     # Everything the gateway serves to the outside goes to the gateway, and nothing else is exposed.
     paths = {p["path"]: p for r in ingress["rules"] for p in r["http"]["paths"]}
-    assert set(paths) == {"/api/v1", *SNAP_PATHS}
+    assert set(paths) == {"/api/v1", "/", "/static", *SNAP_PATHS}  # the API, the dashboard, SNAP
+    assert paths["/"]["pathType"] == "Exact", "/ as a prefix would expose /metrics"
     assert {p["backend"]["service"]["name"] for p in paths.values()} == {"gateway"}
 
 
