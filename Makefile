@@ -15,7 +15,7 @@ export PATH := $(PATH):/usr/local/go/bin
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv infra infra-down infra-status kustomize chromium test run lint fmt typecheck bench lock clean
+.PHONY: help venv infra infra-down infra-status kustomize chromium test run lint fmt typecheck bench load lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -62,8 +62,14 @@ fmt:  ## format and autofix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: venv infra  ## benchmarks; print figures and ratios
+bench: venv infra  ## every benchmark in one bounded run (about 12 min); prints the table, writes docs/benchmarks.md
+	@scripts/bench-tools.sh
 	$(BIN)/python -m bench
+
+LOAD_ARGS ?= --seconds 60
+
+load: venv  ## the Harbolnas load scenario against `make run` (loopback only); LOAD_ARGS="--seconds 120 --browsers 48"
+	$(BIN)/python -m bench.harbolnas $(LOAD_ARGS)
 
 lock:  ## re-pin every third-party dependency into constraints.txt
 	$(BIN)/pip freeze --exclude-editable | grep -v '^-e' > constraints.txt

@@ -1,39 +1,129 @@
-"""Run benchmarks: `python -m bench` runs all that exist, `python -m bench kit catalog` runs those."""
+"""Run benchmarks: `python -m bench` runs the whole report (rows 1-8 of docs/benchmarks.md) and
+writes docs/benchmarks.md; `python -m bench kit catalog` runs those only and prints their table.
+
+Each benchmark's own lines and every log line go to .state/bench/bench-<time>.log; the terminal
+shows progress and the table. Each benchmark has a time budget (`BUDGETS`), so the run is bounded.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
+import os
 import sys
 import time
+import traceback
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 
 import uvloop
 
-ORDER = ["store", "kit", "catalog", "orders", "payments", "notifications", "gateway"]
-# Run only when named: they need something the default run does not set up.
-ON_REQUEST = ["seeded_checkout"]
+from bench import document, rows
+from bench.report import REPORT, record
+
+REPO = Path(__file__).resolve().parent.parent
+# In the order of the report's rows; seconds each may take before it is cut off.
+BUDGETS: dict[str, float] = {
+    "gateway": 120,  # row 1
+    "orders": 150,  # row 2
+    "kit": 90,  # row 3
+    "catalog": 240,  # rows 4, 5, and the catalog index cost of row 7
+    "payments": 60,  # row 6
+    "notifications": 60,  # row 6
+    "footprint": 60,  # row 7
+    "harbolnas": 180,  # row 8: setup, 45 s of load, sagas in flight finishing
+}
+ORDER = list(BUDGETS)
+ROWS = {"gateway": "1", "orders": "2", "kit": "3", "catalog": "4", "payments": "6", "notifications": "6",
+        "footprint": "7", "harbolnas": "8"}  # fmt: skip
+# Run only when named: they need something the default run does not set up, or are not in the report.
+ON_REQUEST = ["seeded_checkout", "store"]
+
+
+@contextlib.contextmanager
+def output_to(log: Path) -> Iterator[None]:
+    """Send fds 1 and 2 (prints, structlog, library logging, child processes) to `log`."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with log.open("ab") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
 
 
 def main(argv: list[str]) -> int:
-    names = argv or ORDER
+    names = [a for a in argv if not a.startswith("-")] or ORDER
     unknown = [n for n in names if n not in ORDER + ON_REQUEST]
     if unknown:
         known = ", ".join(ORDER + ON_REQUEST)
         print(f"unknown benchmark(s): {', '.join(unknown)}; known: {known}", file=sys.stderr)
         return 2
+    full = names == ORDER
+    write = "--write" in argv or (full and "--no-write" not in argv)
+    logs = REPO / ".state" / "bench"
+    logs.mkdir(parents=True, exist_ok=True)
+    started_at = datetime.now(UTC)
+    log = logs / f"bench-{started_at:%Y%m%dT%H%M%SZ}.log"
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.setdefault("LOG_JSON", "true")  # log records stay apart from the benchmarks' own lines
+    os.environ.setdefault("BENCH_LOAD_SECONDS", "45")
+    say(f"bench: {', '.join(names)}; details and logs in {log.relative_to(REPO)}")
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    began = time.perf_counter()
     for name in names:
-        try:
-            module = importlib.import_module(f"bench.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"bench.{name}":
-                print(f"== {name}: no benchmark yet, skipped")
-                continue
-            raise
-        print(f"== {name}", flush=True)
-        started = time.perf_counter()
-        asyncio.run(module.run())
-        print(f"== {name} done in {time.perf_counter() - started:.1f} s\n", flush=True)
+        module = importlib.import_module(f"bench.{name}")
+        budget = BUDGETS.get(name, 600.0)
+        say(f"== {name} (at most {budget:.0f} s) ...")
+        with log.open("a") as out:
+            out.write(f"\n===== {name} =====\n")
+        offset = log.stat().st_size
+        t0 = time.perf_counter()
+        failure = None
+        with output_to(log):
+            try:
+                asyncio.run(asyncio.wait_for(module.run(), budget))
+            except TimeoutError:
+                failure = f"cut off after {budget:.0f} s"
+            except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others
+                traceback.print_exc()
+                failure = f"failed: {type(exc).__name__}: {exc}"[:300]
+        elapsed = time.perf_counter() - t0
+        with log.open("rb") as out:
+            out.seek(offset)
+            lines = out.read().decode(errors="replace").splitlines()
+        # The benchmark's own lines, not JSON log records.
+        REPORT.details[name] = [line for line in lines if line.strip() and not line.lstrip().startswith("{")][:200]
+        if name in rows.FROM_OUTPUT:
+            rows.FROM_OUTPUT[name](REPORT.details[name])
+        if failure:
+            record(ROWS.get(name, "-"), f"{name} benchmark", failure, met=False)
+            say(f"   {name}: {failure} (see the log)")
+        say(f"   done in {elapsed:.0f} s")
+    total = time.perf_counter() - began
+    say("")
+    say(document.table_text(REPORT.figures))
+    say(f"\nwhole run: {total / 60:.1f} min")
+    if write:
+        path = document.write(REPO, REPORT, started_at, total, log)
+        say(f"wrote {path.relative_to(REPO)}")
+    missed = [f for f in REPORT.figures if f.met is False]
+    if missed:
+        say(f"{len(missed)} figure(s) missed their goal: " + "; ".join(f"{f.row} {f.name}" for f in missed))
     return 0
 
 

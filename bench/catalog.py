@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import os
 import time
 import uuid
@@ -34,6 +35,7 @@ from bejo_catalog.seed import feed_entries, generate
 from bejo_catalog.service import CatalogService
 from bejo_catalog.settings import CatalogSettings
 from bejo_kit.mongo import utcnow
+from bench.report import profile, record
 
 ROUNDS = int(os.environ.get("BENCH_CATALOG_ROUNDS", "20"))
 ROUNDS_LARGE = int(os.environ.get("BENCH_CATALOG_ROUNDS_LARGE", "5"))  # keeps the run within ~3 minutes
@@ -99,7 +101,29 @@ async def load_index(service: CatalogService, providers: int, products: int) -> 
     return time.perf_counter() - started
 
 
-async def search_figures(http: aiohttp.ClientSession, service: CatalogService, label: str, rounds: int) -> None:
+def query_of(params: dict[str, str]) -> SearchQuery:
+    return SearchQuery(
+        q=params.get("q"),
+        category=params.get("category"),
+        min_price=int(params["min_price"]) if "min_price" in params else None,
+        max_price=int(params["max_price"]) if "max_price" in params else None,
+        region=params.get("region"),
+        in_stock=params.get("in_stock") == "true" or None,
+        sort=params.get("sort"),  # type: ignore[arg-type]
+    )
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def search_figures(http: aiohttp.ClientSession, service: CatalogService, label: str, rounds: int) -> float:
+    """Prints the figures; returns the p95 in ms of every typical query over HTTP."""
+
     async def fetch(params: dict[str, str]) -> None:
         async with http.get("/api/v1/products", params={**params, "limit": "20"}) as resp:
             assert resp.status == 200, await resp.text()
@@ -120,15 +144,7 @@ async def search_figures(http: aiohttp.ClientSession, service: CatalogService, l
     now = utcnow()
     in_process = []
     for params in TYPICAL:
-        query = SearchQuery(
-            q=params.get("q"),
-            category=params.get("category"),
-            min_price=int(params["min_price"]) if "min_price" in params else None,
-            max_price=int(params["max_price"]) if "max_price" in params else None,
-            region=params.get("region"),
-            in_stock=params.get("in_stock") == "true" or None,
-            sort=params.get("sort"),  # type: ignore[arg-type]
-        )
+        query = query_of(params)
         for _ in range(rounds):
             started = time.perf_counter()
             service.index.search(query, now)
@@ -136,6 +152,7 @@ async def search_figures(http: aiohttp.ClientSession, service: CatalogService, l
     print(f"  baseline {label}, same searches in-process: {summary(in_process)}")
     ratio = percentile(every, 50) / max(percentile(in_process, 50), 1e-3)
     print(f"  HTTP p50 / in-process p50: {ratio:.1f}x")
+    return percentile(every, 95)
 
 
 async def run() -> None:
@@ -199,11 +216,58 @@ async def measure(app: web.Application, base: str, runner_started: float) -> Non
             cursor = page["next_cursor"]
         elapsed = time.perf_counter() - started
         print(f"  feed full sync: {synced:,} items in {elapsed:.1f} s = {synced / elapsed:,.0f} items/s")
+        at_30k = elapsed * 30_000 / max(synced, 1)
+        record(
+            "5",
+            "e-catalog feed full sync over HTTP",
+            f"{synced:,} items in {elapsed:.1f} s ({synced / elapsed:,.0f}/s)",
+            goal="30k in ≤ 10 s",
+            met=at_30k <= 10,
+        )
 
+        gc.collect()
+        before = rss_mb()
         built = await load_index(service, 1659, 29477)
-        print(f"  index of 29,477 products built in {built:.1f} s")
-        await search_figures(http, service, "30k", ROUNDS)
+        gc.collect()
+        per_10k = (rss_mb() - before) / 2.9477
+        print(f"  index of 29,477 products built in {built:.1f} s; RSS grew {per_10k:.1f} MB per 10k products")
+        record("7", "catalog search index, memory per 10k products", f"{per_10k:.0f} MB", note="RSS growth")
+        p95 = await search_figures(http, service, "30k", ROUNDS)
+        record("4", "catalog search p95, 30k products (HTTP)", f"{p95:.1f} ms", goal="≤ 50 ms", met=p95 <= 50)
 
+        service.index = CatalogIndex()  # the 30k index goes before the large one is built
+        gc.collect()
         built = await load_index(service, 16590, LARGE)
         print(f"  index of {LARGE:,} products (16,590 providers) built in {built:.1f} s")
-        await search_figures(http, service, f"{LARGE // 1000}k", ROUNDS_LARGE)
+        p95 = await search_figures(http, service, f"{LARGE // 1000}k", ROUNDS_LARGE)
+        record(
+            "4",
+            f"catalog search p95, {LARGE // 1000}k products (HTTP)",
+            f"{p95:.1f} ms",
+            goal="≤ 100 ms",
+            met=p95 <= 100,
+            note=f"index built in {built:.0f} s",
+        )
+        if p95 > 100:
+            await profile_search(service)
+
+
+async def profile_search(service: CatalogService) -> None:
+    """The slowest typical query, in-process, under pyinstrument."""
+    from pyinstrument import Profiler
+
+    now = utcnow()
+    queries = [query_of(params) for params in TYPICAL]
+    costs = []
+    for query in queries:
+        started = time.perf_counter()
+        service.index.search(query, now)
+        costs.append(time.perf_counter() - started)
+    slowest = queries[costs.index(max(costs))]
+    profiler = Profiler(interval=0.0005)
+    profiler.start()
+    for _ in range(5):
+        service.index.search(slowest, now)
+    profiler.stop()
+    text = profiler.output_text(unicode=True, color=False, time="percent_of_total")
+    profile("4", f"slowest typical search at {LARGE // 1000}k products, in-process: {slowest}", text)
