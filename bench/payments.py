@@ -15,6 +15,7 @@ import statistics
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import aiohttp
 import orjson
@@ -176,7 +177,7 @@ async def run() -> None:
             ]
         )
         payments = client[settings.database_name]["payments"]
-        postings = sum([len(doc["ledger"]) async for doc in payments.find({}, {"ledger": 1})])
+        postings = sum([len(cast(list[Any], doc["ledger"])) async for doc in payments.find({}, {"ledger": 1})])
         print(f"check: {settled}/{PAYMENTS} settled, {postings} postings (expected {2 * PAYMENTS})")
     finally:
         await runner.cleanup()
