@@ -116,23 +116,36 @@ def validation_errors(exc: ValidationError, location: str | None = None) -> list
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
+# No request model nests deeper than a few levels; anything far deeper is refused before pydantic,
+# the handlers, BSON or a JSON renderer recurse over it.
+MAX_BODY_DEPTH = 32
+
+
 def control_characters(value: Any, path: str = "") -> list[dict[str, Any]]:
-    """One error per string (or object key) of a parsed JSON value that holds a control character."""
-    if isinstance(value, str):
-        found = _CONTROL.search(value)
-        if found is None:
-            return []
-        message = f"must not contain control characters (found U+{ord(found.group()):04X})"
-        return [{"field": path or "body", "message": message, "type": "control_character"}]
-    if isinstance(value, dict):
-        errors = []
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            errors += control_characters(str(key), where) + control_characters(item, where)
-        return errors
-    if isinstance(value, list):
-        return [e for i, item in enumerate(value) for e in control_characters(item, f"{path}.{i}" if path else str(i))]
-    return []
+    """One error per string (or object key) of a parsed JSON value that holds a control character,
+    or for nesting deeper than MAX_BODY_DEPTH.
+
+    Iterative: a deeply nested body must not exhaust the interpreter's recursion limit."""
+    errors: list[dict[str, Any]] = []
+    pending: list[tuple[str, Any, int]] = [(path, value, 0)]
+    while pending:
+        where, item, depth = pending.pop()
+        if isinstance(item, str):
+            if found := _CONTROL.search(item):
+                message = f"must not contain control characters (found U+{ord(found.group()):04X})"
+                errors.append({"field": where or "body", "message": message, "type": "control_character"})
+        elif isinstance(item, dict | list) and depth >= MAX_BODY_DEPTH:
+            message = f"nested deeper than {MAX_BODY_DEPTH} levels"
+            errors.append({"field": where or "body", "message": message, "type": "too_deep"})
+        elif isinstance(item, dict):
+            for key, child in reversed(item.items()):
+                inner = f"{where}.{key}" if where else str(key)
+                pending += [(inner, child, depth + 1), (inner, str(key), depth + 1)]
+        elif isinstance(item, list):
+            pending += [
+                (f"{where}.{i}" if where else str(i), child, depth + 1) for i, child in reversed(list(enumerate(item)))
+            ]
+    return errors
 
 
 def _refuse_control_characters(value: Any, where: str) -> None:
