@@ -149,7 +149,8 @@ def secret_values(docs: list[Doc], name: str) -> dict[str, str] | None:
     """What the Secret `name` will hold: a rendered Secret (dev), or an ExternalSecret's target (prod)."""
     for d in docs:
         if d["kind"] == "Secret" and d["metadata"]["name"] == name:
-            return {k: base64.b64decode(v).decode() for k, v in d.get("data", {}).items()} | d.get("stringData", {})
+            decoded = {k: base64.b64decode(v).decode() for k, v in d.get("data", {}).items()}
+            return decoded | {str(k): str(v) for k, v in d.get("stringData", {}).items()}
         if d["kind"] == "ExternalSecret" and d["spec"]["target"]["name"] == name:
             template = d["spec"]["target"].get("template", {}).get("data", {})
             return {k: fill_template(v) for k, v in template.items()}
