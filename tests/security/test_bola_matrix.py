@@ -214,12 +214,6 @@ CASES = list(cases())
 
 # Defects the matrix finds today. Each is marked where it strikes (strict: a fix makes the mark fail,
 # so it is removed with the fix).
-PAYMENT_SATKER_ONLY = (
-    "defect: payments can_see (bejo_payments.service) compares a buyer's satker but not its pemda; satker "
-    "codes are unique only within a pemda, so PP/PPK/bendahara of 36.03 satker 'dinkes' read 35.15 "
-    "'dinkes' payments, ledgers and GET /payments?order_id=, and its bendahara passes the checks of "
-    "POST /payments/{id}/va and /charge (409 by state instead of 404)"
-)
 AUDIENCE_SATKER_ONLY = (
     "defect: notifications audience key role:<role>@satker:<satker> (bejo_notifications.domain) names no "
     "pemda, so the bendahara of 35.15 'dinkes' and of 36.03 'dinkes' get each other's invoice_issued and "
@@ -232,24 +226,12 @@ WEBHOOK_UNSCOPED_EVENTS = (
 )
 
 
-def same_satker_code_elsewhere(who: Person, obj: Obj) -> bool:
-    return who.role in BUYERS and who.satker == obj.satker and who.pemda != obj.pemda
-
-
 def _xfail(reason: str | None) -> list[Any]:
     return [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
 
 
-def _case_defect(case: Case) -> str | None:
-    if not case.path.startswith("/api/v1/payments/{pay_"):
-        return None
-    who, payment = CAST[case.who], case.path.split("{")[1].split("}")[0]
-    passes = case.method == "GET" or (who.role == "bendahara" and case.path.endswith(("/va", "/charge")))
-    return PAYMENT_SATKER_ONLY if passes and same_satker_code_elsewhere(who, PAYMENTS[payment]) else None
-
-
 def _params() -> list[Any]:
-    return [pytest.param(case, id=case.id, marks=_xfail(_case_defect(case))) for case in CASES]
+    return [pytest.param(case, id=case.id) for case in CASES]
 
 
 @pytest.fixture(scope="module")
@@ -326,15 +308,10 @@ def test_order_listing_is_scoped(world: tuple[LivePlatform, World], key: str, qu
 @pytest.mark.parametrize(
     ("key", "payment"),
     [
-        pytest.param(
-            key,
-            payment,
-            id=f"{key}-{payment}",
-            marks=_xfail(PAYMENT_SATKER_ONLY if same_satker_code_elsewhere(CAST[key], obj) else None),
-        )
+        pytest.param(key, payment, id=f"{key}-{payment}")
         for key in PEOPLE
         if CAST[key].role != "anonymous"
-        for payment, obj in sorted(PAYMENTS.items())
+        for payment in sorted(PAYMENTS)
     ],
 )
 def test_payment_lookup_by_order_is_scoped(world: tuple[LivePlatform, World], key: str, payment: str) -> None:
