@@ -375,3 +375,11 @@ def test_dev_credentials_are_generated_consistently(tmp_path: Path) -> None:
     definitions = json.loads((tmp_path / "definitions.json").read_text())
     assert {u["name"] for u in definitions["users"]} == {"admin", *CONSUMERS}
     assert all("password" not in u for u in definitions["users"]), "RabbitMQ gets hashes only"
+
+
+def test_every_manifest_file_is_part_of_its_kustomization() -> None:
+    for kustomization in K8S.rglob("kustomization.yaml"):
+        spec = yaml.safe_load(kustomization.read_text())
+        listed = {r for r in spec.get("resources", []) if not r.startswith("..")}
+        files = {p.name for p in kustomization.parent.glob("*.yaml")} - {"kustomization.yaml"}
+        assert files == listed, f"{kustomization.relative_to(REPO)}: not listed {sorted(files - listed)}"
