@@ -21,10 +21,11 @@ from typing import Any
 import aiohttp
 import pytest
 import support
-from pymongo import AsyncMongoClient
 
 from bejo_catalog.app import build as build_catalog
 from bejo_catalog.settings import CatalogSettings
+from bejo_cli import samples
+from bejo_cli.samples import product_body, provider_body
 from bejo_gateway.app import build as build_gateway
 from bejo_gateway.settings import GatewaySettings
 from bejo_notifications.app import build as build_notifications
@@ -49,19 +50,18 @@ class Platform:
     # Base URLs of each service's replicas (what the gateway was given), for checks per replica.
     services: dict[str, list[str]] = field(default_factory=dict)
 
+    @property
+    def api(self) -> support.Api:
+        return support.Api(self.http, self.gateway)
+
     async def call(
         self, method: str, path: str, token: str | None = None, json: Any = None, headers: dict[str, str] | None = None
     ) -> tuple[int, Any]:
-        sent = dict(headers or {})
-        if token:
-            sent.update(support.bearer(token))
-        async with self.http.request(method, self.gateway + path, json=json, headers=sent) as response:
-            return response.status, await response.json(content_type=None)
+        reply = await self.api.call(method, path, token, json, headers=headers)
+        return reply.status, reply.body
 
     async def ok(self, method: str, path: str, token: str | None = None, json: Any = None, **kw: Any) -> Any:
-        status, body = await self.call(method, path, token, json, **kw)
-        assert 200 <= status < 300, f"{method} {path} -> {status}: {body}"
-        return body
+        return await self.api.ok(method, path, token, json, **kw)
 
 
 def _service_settings(name: str, common: dict[str, Any], smtp_port: int) -> Any:
@@ -88,33 +88,27 @@ async def start_platform(
 ) -> AsyncIterator[Platform]:
     """Every service `replicas` times (each a separate app, with its own connections), then the gateway."""
     common = {"amqp_url": amqp_url, "mongodb_url": mongodb_url, "namespace": unique}
-    async with AsyncExitStack() as stack:
-        sink = await stack.enter_async_context(SmtpSink(mail_dir))
-        urls: dict[str, list[str]] = {name: [] for name in SERVICES}
-        for name in SERVICES:
-            for _ in range(replicas):
-                app = _BUILDERS[name](_service_settings(name, common, sink.port))
-                urls[name].append(await stack.enter_async_context(support.serve(app)))
-        gateway_settings = GatewaySettings(
-            catalog_urls=urls["catalog"],
-            orders_urls=urls["orders"],
-            payments_urls=urls["payments"],
-            notifications_urls=urls["notifications"],
-            rate_limit_per_second=1000,
-            rate_limit_burst=1000,
-            environment="test",
-            log_level="WARNING",
-        )
-        gateway = await stack.enter_async_context(support.serve(build_gateway(gateway_settings)))
-        http = await stack.enter_async_context(aiohttp.ClientSession())
-        try:
-            yield Platform(gateway, http, sink, unique, urls)
-        finally:
-            await stack.aclose()  # stop every replica before their databases go
-            mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url)
-            for name in SERVICES:
-                await mongo.drop_database(_service_settings(name, common, 0).database_name)
-            await mongo.close()
+    async with AsyncExitStack() as closing:
+        sink = await closing.enter_async_context(SmtpSink(mail_dir))
+        services = [
+            support.AppSpec(name, _BUILDERS[name], _service_settings(name, common, sink.port), replicas=replicas)
+            for name in SERVICES
+        ]
+        async with support.run_apps(services, stack=closing) as running:
+            gateway_settings = GatewaySettings(
+                catalog_urls=running.urls["catalog"],
+                orders_urls=running.urls["orders"],
+                payments_urls=running.urls["payments"],
+                notifications_urls=running.urls["notifications"],
+                rate_limit_per_second=1000,
+                rate_limit_burst=1000,
+                environment="test",
+                log_level="WARNING",
+            )
+            gateway_spec = support.AppSpec("gateway", build_gateway, gateway_settings, owns_database=False)
+            # The gateway stops first: `run_apps` stops what it started last first.
+            async with support.run_apps([gateway_spec]) as edge, aiohttp.ClientSession() as http:
+                yield Platform(edge.url("gateway"), http, sink, unique, dict(running.urls))
 
 
 @pytest.fixture
@@ -164,17 +158,7 @@ async def register_verified_provider(platform: Platform, cast: Cast) -> None:
         "POST",
         "/api/v1/providers",
         cast.seller,
-        {
-            "name": "CV Sumber Rejeki",
-            "legal_entity": "CV",
-            "nib": "1234567890123",
-            "npwp": "01.234.567.8-901.000",
-            "pkp": True,
-            "pemda_code": PEMDA,
-            "address": "Jl. Raya Porong 1, Sidoarjo",
-            "email": "cv@example.id",
-            "phone": "+62315550100",
-        },
+        provider_body(pemda_code=PEMDA),
     )
     await platform.ok("POST", f"/api/v1/providers/{cast.provider_id}/verify", cast.admin, {"reason": "dokumen lengkap"})
 
@@ -188,15 +172,7 @@ async def list_product(platform: Platform, cast: Cast, *, stock: int, price: int
         "POST",
         "/api/v1/products",
         cast.seller,
-        {
-            "name": "Kopi Robusta Dampit 1kg",
-            "description": "Kopi bubuk",
-            "category": category,
-            "unit": "pak",
-            "price": price,
-            "het": 120_000,
-            "stock": stock,
-        },
+        product_body(category=category, price=price, stock=stock),
     )
     found = await support.wait_until(lambda: search(platform, "robusta dampit"), within=30)
     assert product["id"] in found
@@ -209,13 +185,7 @@ async def search(platform: Platform, q: str) -> list[str]:
 
 
 def order_body(product_id: str, quantity: int, ppk_id: str = "ppk-budi") -> dict[str, Any]:
-    return {
-        "lines": [{"product_id": product_id, "quantity": quantity}],
-        "delivery_address": "Jl. Pahlawan 1, Sidoarjo",
-        "rup_code": "RUP-35.15-2026-0001",
-        "ppk_id": ppk_id,
-        "payment_method": "va",
-    }
+    return samples.order_body([(product_id, quantity)], ppk_id=ppk_id)
 
 
 async def place_order(platform: Platform, pp: str, product_id: str, quantity: int) -> tuple[int, Any]:
