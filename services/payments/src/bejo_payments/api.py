@@ -417,7 +417,10 @@ class CallbackUndeliverable(Problem):
     body=SandboxPay,
     response=SandboxPayResult,
     roles=("admin",),
-    responses={502: "The sandbox bank could not reach the callback URL (nothing was paid)"},
+    responses={
+        404: "No such route (sandbox mode off), or a VA path the gateway refuses (encoded slash, dot segment)",
+        502: "The sandbox bank could not reach the callback URL (nothing was paid)",
+    },
 )
 async def sandbox_pay(req: ApiRequest[SandboxPay, None]) -> SandboxPayResult:
     """Sandbox bank only: pay a VA, i.e. get a SNAP access token and send the bank's signed callback."""
