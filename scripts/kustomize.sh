@@ -24,7 +24,7 @@ install() {
     [[ -x "$go" ]] || die "Go is needed to build kustomize $KUSTOMIZE_VERSION (install Go >= 1.26)"
     mkdir -p "$BIN_DIR" "$REPO/.state"
     local log="$REPO/.state/kustomize-build.log" t0=$SECONDS
-    printf 'kustomize: building %s with go install (one-time, ~2 min cold; log %s)...\n' \
+    printf 'kustomize: building %s with go install (one-time: 1-4 min with empty Go caches, seconds with warm ones; log %s)...\n' \
         "$KUSTOMIZE_VERSION" ".state/kustomize-build.log" >&2
     # GOWORK/GOFLAGS: build the module on its own, ignoring any workspace or our repo's git.
     if ! GOWORK=off GOFLAGS=-mod=mod GOBIN="$BIN_DIR" CGO_ENABLED=0 GOTOOLCHAIN=local \
