@@ -10,7 +10,7 @@ it does not admit. Every answer must pass `not_a_server_error`, `status_code_con
 The fuzzing roles live in a pemda of their own (91.71), admin and auditor included, so whatever they
 do cannot touch other data: a bystander world in 35.15 and 36.03 is checked unchanged afterwards.
 
-Bounded for CI: `BEJO_FUZZ_EXAMPLES` (default 40) positive and half as many negative examples per
+Bounded for CI: `BEJO_FUZZ_EXAMPLES` (default 30) positive and half as many negative examples per
 operation; the case count, operations covered and time are printed.
 """
 
@@ -52,7 +52,7 @@ CHECKS = [
     response_schema_conformance,
     response_headers_conformance,
 ]
-EXAMPLES = int(os.environ.get("BEJO_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("BEJO_FUZZ_EXAMPLES", "30"))
 FUZZ_PEMDA = "91.71"
 FUZZ_SATKER = "dinkes-fuzz"
 Operation = schemathesis.APIOperation[Any, Any, Any, Any]
@@ -164,6 +164,7 @@ async def seed_fuzz_world(live: LivePlatform) -> Fuzzer:
     hook = {"url": "http://127.0.0.1:9/hook", "secret": "s" * 32, "event_types": ["bejo.#"]}
     webhook_id = (await platform.ok("POST", "/api/v1/webhooks", tok["admin"], hook))["id"]
     fuzzer.ids = {
+        "category": [category],
         "orders": [order_id],
         "products": [product_id],
         "providers": [provider_id],
@@ -231,11 +232,31 @@ def _known_ids(path: str, fuzzer: Fuzzer) -> dict[str, list[str]]:
 
 
 def _roles_for(operation: Operation) -> list[str]:
+    """Mostly roles the operation admits (so cases reach the service), sometimes anonymous or a role it
+    does not admit (so refusals are checked too)."""
     admitted = operation.definition.raw.get("x-roles")
     if not admitted:
         return ["anonymous", *ROLES]
     outsider = next((r for r in ROLES if r not in admitted), None)
-    return [*admitted, "anonymous", *([outsider] if outsider else [])]
+    return [*admitted * 3, "anonymous", *([outsider] if outsider else [])]
+
+
+def _with_real_ids(value: Any, fuzzer: Fuzzer) -> Any:
+    """A body with the seeded world's ids where it names a category, product or PPK (and no images or
+    foreign regions), so that valid cases get past 'unknown category/product' to the code behind."""
+    real = {
+        "category": fuzzer.ids["category"][0],
+        "product_id": fuzzer.ids["products"][0],
+        "product_ids": fuzzer.ids["products"],
+        "ppk_id": "fuzz-ppk",
+        "images": [],  # the schema says strings; the service wants http(s) URLs
+        "regions": [FUZZ_PEMDA],  # and pemda codes
+    }
+    if isinstance(value, dict):
+        return {k: real[k] if k in real else _with_real_ids(v, fuzzer) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_real_ids(v, fuzzer) for v in value]
+    return value
 
 
 def _strategy(operation: Operation, mode: GenerationMode, fuzzer: Fuzzer) -> Any:
@@ -252,49 +273,11 @@ def _strategy(operation: Operation, mode: GenerationMode, fuzzer: Fuzzer) -> Any
 
 
 def fuzz_operation(operation: Operation, run: Run, session: requests.Session, tally: Tally) -> list[tuple[str, str]]:
-    """Run one operation's cases; returns the failures as (check names, report)."""
+    """Run one operation's cases, valid then invalid; returns the failures as (mode:checks, report)."""
     failures: list[tuple[str, str]] = []
-    tokens = run.fuzzer.tokens
     for mode, examples in ((GenerationMode.POSITIVE, EXAMPLES), (GenerationMode.NEGATIVE, EXAMPLES // 2)):
-
-        @settings(
-            max_examples=examples,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            suppress_health_check=list(HealthCheck),
-            phases=[Phase.explicit, Phase.generate],  # no shrinking: bounded time; the report has the case
-            report_multiple_bugs=False,
-        )
-        @given(case=_strategy(operation, mode, run.fuzzer), role=st.sampled_from(_roles_for(operation)))
-        def check(case: schemathesis.Case[Any], role: str) -> None:
-            token = tokens[role]
-            headers = support.bearer(token) if token else {}
-            response = case.call(base_url=run.live.gateway, session=session, headers=headers, timeout=30)
-            tally.cases += 1
-            tally.statuses[response.status_code] += 1
-            try:
-                case.validate_response(response, checks=CHECKS, headers=headers)
-            except FailureGroup as group:
-                remaining = []
-                for failure in group.exceptions:
-                    match = next(
-                        (
-                            k
-                            for k in KNOWN
-                            if k.operation == operation.label and k.check in failure.checks and k.when(response)
-                        ),
-                        None,
-                    )
-                    if match is None:
-                        remaining.append(failure)
-                    else:
-                        tally.known[match.reason] += 1
-                if remaining:
-                    raise FailureGroup(remaining, str(group)) from None
-
         try:
-            check()
+            fuzz_mode(operation, mode, examples, run, session, tally)
         except Unsatisfiable:
             pass  # nothing to negate (an operation without parameters or body)
         except (AssertionError, BaseExceptionGroup, requests.RequestException) as exc:  # recorded; fuzzing goes on
@@ -303,8 +286,56 @@ def fuzz_operation(operation: Operation, run: Run, session: requests.Session, ta
     return failures
 
 
-def _checks_of(failure: BaseException) -> Iterator[str]:
-    yield from getattr(failure, "checks", None) or ()
+def _known(operation: Operation, failure: BaseException, response: schemathesis.Response) -> Known | None:
+    checks = _checks_of(failure)
+    return next((k for k in KNOWN if k.operation == operation.label and k.check in checks and k.when(response)), None)
+
+
+def fuzz_mode(
+    operation: Operation, mode: GenerationMode, examples: int, run: Run, session: requests.Session, tally: Tally
+) -> None:
+    """Hypothesis-driven cases of one operation; raises the first failure that is not a known one."""
+    positive = mode is GenerationMode.POSITIVE
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate],  # no shrinking: bounded time; the report has the case
+        report_multiple_bugs=False,
+    )
+    @given(
+        case=_strategy(operation, mode, run.fuzzer),
+        role=st.sampled_from(_roles_for(operation)),
+        real_ids=st.booleans(),
+    )
+    def check(case: schemathesis.Case[Any], role: str, real_ids: bool) -> None:
+        if real_ids and positive and isinstance(case.body, dict):
+            case.body = _with_real_ids(case.body, run.fuzzer)
+        token = run.fuzzer.tokens[role]
+        headers = support.bearer(token) if token else {}
+        response = case.call(base_url=run.live.gateway, session=session, headers=headers, timeout=30)
+        tally.cases += 1
+        tally.statuses[response.status_code] += 1
+        try:
+            case.validate_response(response, checks=CHECKS, headers=headers)
+        except FailureGroup as group:
+            remaining = []
+            for failure in group.exceptions:
+                if (known := _known(operation, failure, response)) is None:
+                    remaining.append(failure)
+                else:
+                    tally.known[known.reason] += 1
+            if remaining:
+                raise FailureGroup(remaining, str(group)) from None
+
+    check()
+
+
+def _checks_of(failure: BaseException) -> tuple[str, ...]:
+    return tuple(getattr(failure, "checks", None) or ())
 
 
 def test_schemathesis_against_the_gateway(fuzz_run: Run, capsys: pytest.CaptureFixture[str]) -> None:

@@ -194,9 +194,15 @@ def split_cart(cart: list[CartLine], products: dict[str, ProductFacts | None], b
 
 
 def wib_day_bounds(day_from: date | None, day_to: date | None) -> tuple[datetime | None, datetime | None]:
-    """[start, end) in UTC for inclusive WIB calendar dates."""
-    start = datetime.combine(day_from, time(0), WIB).astimezone(UTC) if day_from else None
-    end = datetime.combine(day_to + timedelta(days=1), time(0), WIB).astimezone(UTC) if day_to else None
+    """[start, end) in UTC for inclusive WIB calendar dates. The first and last representable days
+    have no bound in UTC (0001-01-01 WIB starts in year 0, the day after 9999-12-31 does not exist):
+    they leave that side open, which is what they mean."""
+    start = datetime.combine(day_from, time(0), WIB).astimezone(UTC) if day_from and day_from > date.min else None
+    end = (
+        datetime.combine(day_to + timedelta(days=1), time(0), WIB).astimezone(UTC)
+        if day_to and day_to < date.max
+        else None
+    )
     return start, end
 
 
