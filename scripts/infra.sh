@@ -8,11 +8,13 @@
 #
 # All runtime data lives in <repo>/.state, built binaries in <repo>/.cache (both git-ignored).
 # Env: AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/),
-#      MONGODB_URL (default mongodb://127.0.0.1:27017/).
+#      MONGODB_URL (default mongodb://127.0.0.1:27017/),
+#      BEJO_STATE_DIR (default <repo>/.state): a second set of servers on other ports (the fault
+#      suite's) keeps its data and pid files there, so its `down` never touches the first set.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-STATE="$REPO/.state"
+STATE="${BEJO_STATE_DIR:-$REPO/.state}"
 CACHE="$REPO/.cache"
 RMQ="$STATE/rabbitmq"
 
