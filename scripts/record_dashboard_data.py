@@ -29,8 +29,14 @@ async def main(catalog: str, orders: str) -> None:
             "catalog_stats": await get(catalog + "/api/v1/catalog/stats"),
             "categories": await get(catalog + "/api/v1/categories"),
             "orders_stats": await get(orders + "/api/v1/orders/stats"),
-            "ocds": await get(orders + "/api/v1/ocds/releases?limit=15"),
+            "ocds": await get(orders + "/api/v1/ocds/releases?limit=100"),
         }
+    # The page shows the 10 latest completed orders: the releases of the 12 latest orders will do.
+    package = data["ocds"]
+    assert isinstance(package, dict)
+    ocids = list(dict.fromkeys(r["ocid"] for r in package["releases"]))[:12]
+    package["releases"] = [r for r in package["releases"] if r["ocid"] in ocids]
+    package.pop("links", None)
     OUT.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
     print(f"wrote {OUT} ({OUT.stat().st_size:,} bytes)")
 

@@ -40,7 +40,7 @@ def test_the_full_plan_is_the_programs_table() -> None:
     busiest = Counter(o.day for o in plan.orders).most_common(1)[0][0]
     assert busiest == date(2025, 12, 12)  # Harbolnas 12-12
     assert all(start <= o.day <= end for o in plan.orders)
-    assert all(o.value <= (50_000_000 if o.method == "kkpd" else 200_000_000) for o in plan.orders)
+    assert all(o.value <= (45_000_000 if o.method == "kkpd" else 200_000_000) for o in plan.orders)
 
 
 @pytest.mark.e2e

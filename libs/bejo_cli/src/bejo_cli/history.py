@@ -46,7 +46,9 @@ from bejo_kit.settings import KitSettings
 ORDERS = 13_701
 VALUE = 35_800_000_000  # rupiah
 RANDOM_SEED = 20211212
-KKPD_CAP = 50_000_000
+# The KKPD card limit (Rp 50 juta) applies to the invoice, PPN included: orders paid by card stay
+# at or under 45 juta before tax, so that a PKP provider's invoice (+11%) still fits.
+KKPD_CAP = 45_000_000
 VA_CAP = 200_000_000
 
 # Share of the year's value each top-level category should take; food and drink leads, as in the
@@ -412,7 +414,7 @@ class Driver:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"timed out waiting for {what}")
             await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 1.0)
+            delay = min(delay * 1.5, 0.3)
 
     async def order_status(self, order_id: str, token: str) -> str:
         return str((await self.call("orders", "GET", f"/api/v1/orders/{order_id}", token))["status"])
@@ -579,6 +581,8 @@ async def run(
             "first; the seeder runs them itself under the historical clock"
         )
     configure_logging("seed-history", "WARNING", True)
+    if not 0 < scale <= 10:
+        raise Refused(f"--scale must be more than 0 and at most 10, not {scale}")
     total = orders if orders is not None else max(1, round(ORDERS * scale))
     target = value if value is not None else round(VALUE * scale)
     start, end = year_ending(today or datetime.now(WIB).date())
