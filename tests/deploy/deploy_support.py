@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import base64
 import copy
 import functools
@@ -64,6 +65,7 @@ def kustomize() -> str:
 def _work_copy() -> Path:
     """deploy/k8s copied aside with dev credentials freshly generated: the checkout's secrets/ are never read."""
     root = Path(tempfile.mkdtemp(prefix="bejo-deploy-"))
+    atexit.register(shutil.rmtree, root, True)  # generated credentials do not outlive the run
     shutil.copytree(K8S, root / "k8s", ignore=shutil.ignore_patterns("secrets"))
     generate_dev_secrets(root / "k8s" / "overlays" / "dev" / "secrets")
     return root / "k8s"
