@@ -49,10 +49,11 @@ def orders(lines: list[str]) -> None:
         oversell = _number(r"oversell = (\d+)", part)
         if approved is None or placed is None:
             continue
+        sold = "not measured (cut off)" if oversell is None else f"{oversell:.0f}"
         record(
             "2",
             f"checkout saga placed -> approved, {replicas} replica(s)",
-            f"{approved:.1f} orders/s (p50 {p50:.0f} ms), oversell {oversell:.0f}",
+            f"{approved:.1f} orders/s (p50 {p50 or 0:.0f} ms), oversell {sold}",
             baseline=f"POST-only placement: {placed:.1f} orders/s",
             ratio=approved / placed,
             goal="≥ 100 orders/s, 0 oversell",
