@@ -96,6 +96,7 @@ class Stats:
     outcomes: Counter[str] = field(default_factory=Counter)
     requests: int = 0
     depths: list[tuple[float, dict[str, int]]] = field(default_factory=list)
+    flash_at: float | None = None  # seconds into the load
 
 
 class Budget:
@@ -406,6 +407,7 @@ async def buyer_loop(client: Client, tokens: Tokens, market: Market, buyers: lis
 
 async def flash_sale(client: Client, tokens: Tokens, market: Market, buyers: list[Buyer], at: float) -> dict[str, Any]:
     await asyncio.sleep(at)
+    client.stats.flash_at = time.monotonic() - client.budget.started
     rush = buyers[: max(1, len(buyers))]
 
     async def grab(buyer: Buyer) -> str | None:
@@ -478,9 +480,12 @@ def plot(stats: Stats, path: Path) -> bool:
     for name in shown:
         axes.plot(times, [d.get(name, 0) for _, d in stats.depths], label=name, linewidth=1.4)
     axes.plot(times, [sum(d.values()) for _, d in stats.depths], label="all queues", color="black", linestyle="--")
+    if stats.flash_at is not None:
+        axes.axvline(stats.flash_at, color="red", linestyle=":", label="flash sale")
     axes.set_xlabel("seconds since the start of the load")
     axes.set_ylabel("messages waiting")
-    axes.set_title("Harbolnas scenario: queue depths (RabbitMQ, sampled each second)")
+    # RabbitMQ's management API refreshes its counts every 5 s by default: hence the steps.
+    axes.set_title("Harbolnas scenario: queue depths (RabbitMQ management API, sampled each second)")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, loc="upper right")
     figure.tight_layout()

@@ -26,9 +26,9 @@ from bejo_kit.outbox import Outbox, OutboxRelay
 from bejo_kit.settings import KitSettings
 from bench.report import profile
 
-EVENTS = int(os.environ.get("BENCH_OUTBOX_EVENTS", "3000"))
-SWEEP_EVENTS = int(os.environ.get("BENCH_OUTBOX_SWEEP_EVENTS", "1000"))
-PROFILED_EVENTS = 1000
+EVENTS = int(os.environ.get("BENCH_OUTBOX_EVENTS", "2000"))
+SWEEP_EVENTS = int(os.environ.get("BENCH_OUTBOX_SWEEP_EVENTS", "500"))
+PROFILED_EVENTS = 500
 WINDOW = 500
 GOAL = 0.8
 
