@@ -210,7 +210,10 @@
     var opts = {
       width: Math.max(280, box.clientWidth),
       height: 260,
-      scales: { x: { time: false }, rp: { auto: true }, n: { auto: true } },
+      // half a month of room either side, so the first and last bars are whole
+      scales: { x: { time: false, range: function (u, min, max) { return [min - 16 * 86400, max + 16 * 86400]; } },
+        rp: { auto: true, range: function (u, min, max) { return [0, max * 1.1 || 1]; } },
+        n: { auto: true, range: function (u, min, max) { return [0, max * 1.1 || 1]; } } },
       series: [
         { label: state.lang === "en" ? "Month" : "Bulan", value: function (u, v) { return v == null ? "" : monthFmt(v); } },
         { label: t("chartValue"), scale: "rp", stroke: "#0b6e4f", fill: "rgba(11,110,79,0.25)",

@@ -167,6 +167,7 @@ class Plan:
     orders: list[PlannedOrder]
     start: date
     end: date
+    random_seed: int = RANDOM_SEED
 
     def by_day(self) -> Iterator[tuple[date, list[PlannedOrder]]]:
         days: dict[date, list[PlannedOrder]] = defaultdict(list)
@@ -248,7 +249,7 @@ def make_plan(
         satker = rng.choice(SATKERS[: 4 + len(pemda) % 7])[0]
         planned.append(PlannedOrder(number, day, pemda, satker, product, quantity, method))
     _close_gap(planned, value, stock)
-    return Plan(planned, start, end)
+    return Plan(planned, start, end, random_seed)
 
 
 def _pick(rng: random.Random, pool: list[Product], target: float, stock: dict[str, int]) -> Product | None:
@@ -361,7 +362,8 @@ class Progress:
 class Driver:
     """Takes planned orders through the saga with the tokens of the people who would act."""
 
-    def __init__(self, platform: Platform, http: aiohttp.ClientSession, concurrency: int) -> None:
+    def __init__(self, platform: Platform, http: aiohttp.ClientSession, concurrency: int, random_seed: int) -> None:
+        self.random_seed = random_seed
         self.platform = platform
         self.http = http
         self.gate = asyncio.Semaphore(concurrency)
@@ -435,7 +437,7 @@ class Driver:
             "ppk_id": f"ppk-{order.satker}-{order.pemda}",
             "payment_method": order.method,
         }
-        key = f"history-{order.day.isoformat()}-{order.number}"
+        key = f"history-{self.random_seed}-{order.day.isoformat()}-{order.number}"
         placed = await self.call("orders", "POST", "/api/v1/orders", people["pp"], body, **{"Idempotency-Key": key})
         order_id = placed["orders"][0]["id"]
 
@@ -458,7 +460,7 @@ async def drive(
 ) -> Progress:
     progress = Progress(len(plan.orders), report)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
-        driver = Driver(platform, http, concurrency)
+        driver = Driver(platform, http, concurrency, plan.random_seed)
 
         def at(day: date, step: str) -> None:
             moment = datetime(day.year, day.month, day.day, STEPS_AT[step], tzinfo=WIB)
