@@ -10,6 +10,7 @@ import pytest
 from bejo_catalog import categories, domain
 from bejo_catalog.domain import RequestedLine, RuleViolation
 from bejo_catalog.search import CatalogIndex, SearchQuery
+from bejo_cli.samples import provider_body
 from bejo_contracts.errors import IllegalTransition
 from bejo_contracts.pricing import PromotionTerms
 
@@ -136,8 +137,26 @@ def test_promotion_rules() -> None:
     assert exc.value.field == "ends_at"
 
 
-PRODUCT = {"_id": "p1", "provider_id": "prv", "status": "active", "stock": 5, "min_order_qty": 2, "unit": "pak"}
-PROVIDER = {"_id": "prv", "name": "CV Uji", "status": "verified"}
+NOW = datetime(2026, 12, 12, 9, 0, tzinfo=UTC)
+STAMPS = {"version": 1, "created_at": NOW, "updated_at": NOW}
+PRODUCT = {
+    "_id": "p1",
+    "provider_id": "prv",
+    "name": "Kopi",
+    "category": "makanan-minuman.kopi-teh",
+    "unit": "pak",
+    "price": 95_000,
+    "status": "active",
+    "stock": 5,
+    "min_order_qty": 2,
+    **STAMPS,
+}
+PROVIDER = {
+    **provider_body(name="CV Uji"),
+    "_id": "prv",
+    "status": "verified",
+    **STAMPS,
+}
 
 
 @pytest.mark.parametrize(
@@ -154,8 +173,16 @@ PROVIDER = {"_id": "prv", "name": "CV Uji", "status": "verified"}
         (PRODUCT, PROVIDER, 5, False, None),
     ],
 )
-def test_line_checks(product: dict | None, provider: dict, quantity: int, held: bool, code: str | None) -> None:  # type: ignore[type-arg]
-    rejection = domain.check_line(RequestedLine("p1", quantity), product, provider, "prv", held)
+def test_line_checks(
+    product: dict[str, Any] | None, provider: dict[str, Any], quantity: int, held: bool, code: str | None
+) -> None:
+    rejection = domain.check_line(
+        RequestedLine("p1", quantity),
+        domain.Product.model_validate(product) if product else None,
+        domain.Provider.model_validate(provider),
+        "prv",
+        held,
+    )
     assert (rejection.code if rejection else None) == code
 
 
@@ -262,3 +289,19 @@ def test_browsing_orders_promoted_products_by_their_effective_price() -> None:
     assert walk("newest", NOW) == [("p2", 12000), ("p1", 25000), ("p0", 30000)]
     cheap = index.search(SearchQuery(sort="price_desc", max_price=26000), NOW)
     assert [p.id for p, _ in cheap.items] == ["p1", "p2"]
+
+
+def test_aggregates_round_trip_their_documents_and_keep_holds_out_of_writes() -> None:
+    product = domain.Product.model_validate({**PRODUCT, "holds": ["ord-1"], "outbox": [{"id": "e"}]})
+    assert product.held_by("ord-1") and not product.held_by("ord-2")
+    assert product.document() == {**PRODUCT, "description": "", "het": None, "images": [], "regions": []}
+    changed = product.changed({"price": 90_000}, NOW)
+    assert (changed.price, changed.version, product.price) == (90_000, 2, 95_000)
+
+
+def test_a_provider_changes_status_only_along_its_state_machine() -> None:
+    provider = domain.Provider.model_validate(PROVIDER)
+    suspended = provider.with_status("suspended", "izin kedaluwarsa", NOW)
+    assert (suspended.status, suspended.status_reason, suspended.version) == ("suspended", "izin kedaluwarsa", 2)
+    with pytest.raises(IllegalTransition):
+        suspended.with_status("pending", None, NOW)

@@ -33,7 +33,7 @@ async def bus(catalog: Catalog, unique: str) -> AsyncIterator[tuple[Bus, StockEv
 async def stock_of(catalog: Catalog, product_id: str) -> int:
     product = await catalog.service.store.product(product_id)
     assert product is not None
-    return int(product["stock"])
+    return product.stock
 
 
 async def stocks_are(catalog: Catalog, expected: dict[str, int]) -> bool:
@@ -114,7 +114,7 @@ async def test_all_or_nothing_reservation_release_and_redelivery(
     )
     assert await stock_of(catalog, teh["id"]) == 1
     product = await catalog.service.store.product(teh["id"])
-    assert product is not None and product["holds"] == []
+    assert product is not None and product.holds == []
 
 
 async def test_rejection_reasons_per_line(catalog: Catalog, bus: tuple[Bus, StockEvents]) -> None:
@@ -192,4 +192,4 @@ async def test_200_concurrent_reservations_on_stock_10_reserve_exactly_10(catalo
     )
     assert outcomes.count("reserved") == 10 and outcomes.count("rejected") == 190
     stored = await catalog.service.store.product(product["id"])
-    assert stored is not None and stored["stock"] == 0 and len(stored["holds"]) == 10
+    assert stored is not None and stored.stock == 0 and len(stored.holds) == 10

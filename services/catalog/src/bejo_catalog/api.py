@@ -10,10 +10,11 @@ from aiohttp import web
 
 from bejo_kit.api import ApiRequest, Header, Reply, Router
 from bejo_kit.errors import ValidationProblem
-from bejo_kit.mongo import Document, utcnow
+from bejo_kit.mongo import utcnow
 from bejo_kit.paging import decode_cursor, encode_cursor
 
 from . import categories, domain
+from .domain import Product, Provider
 from .feed import render
 from .products import ProductDraft
 from .promotions import PromotionDraft
@@ -53,9 +54,10 @@ def _service(req: ApiRequest[Any, Any]) -> CatalogService:
     return req.app[SERVICE]
 
 
-async def _product_reply(service: CatalogService, state: Document, provider: Document) -> dict[str, Any]:
-    offer = await service.products.offer(state, provider, utcnow())
-    return product_out(state, provider, offer, domain.is_orderable(state["status"], provider["status"]))
+async def _product_reply(service: CatalogService, product: Product, provider: Provider) -> dict[str, Any]:
+    offer = await service.products.offer(product, provider, utcnow())
+    orderable = domain.is_orderable(product.status, provider.status)
+    return product_out(product.document(), provider.document(), offer, orderable)
 
 
 def _etagged(request: web.Request, body: bytes) -> web.Response:
@@ -93,8 +95,8 @@ async def list_categories(req: ApiRequest[None, None]) -> dict[str, Any]:
 )
 async def register_provider(req: ApiRequest[ProviderIn, None]) -> dict[str, Any]:
     """Register the provider named by the caller's token (`provider_id` claim); it starts pending."""
-    doc = await _service(req).providers.register(req.user, req.body.model_dump())
-    return provider_out(doc)
+    provider = await _service(req).providers.register(req.user, req.body.model_dump())
+    return provider_out(provider.document())
 
 
 @router.get("/api/v1/providers/{provider_id}", response=ProviderOut, responses={404: "No such provider"})
@@ -125,8 +127,10 @@ async def list_providers(req: ApiRequest[None, ProviderListQuery]) -> dict[str, 
 )
 async def verify_provider(req: ApiRequest[VerifyIn, None]) -> dict[str, Any]:
     """Verify a pending or suspended provider: its active products become visible and orderable."""
-    doc = await _service(req).providers.change_status(req.user, req.path("provider_id"), "verified", req.body.reason)
-    return provider_out(doc)
+    provider = await _service(req).providers.change_status(
+        req.user, req.path("provider_id"), "verified", req.body.reason
+    )
+    return provider_out(provider.document())
 
 
 @router.post(
@@ -138,8 +142,10 @@ async def verify_provider(req: ApiRequest[VerifyIn, None]) -> dict[str, Any]:
 )
 async def suspend_provider(req: ApiRequest[SuspendIn, None]) -> dict[str, Any]:
     """Suspend a provider, with a reason: its products disappear from search and cannot be ordered."""
-    doc = await _service(req).providers.change_status(req.user, req.path("provider_id"), "suspended", req.body.reason)
-    return provider_out(doc)
+    provider = await _service(req).providers.change_status(
+        req.user, req.path("provider_id"), "suspended", req.body.reason
+    )
+    return provider_out(provider.document())
 
 
 # -- products ---------------------------------------------------------------------------------

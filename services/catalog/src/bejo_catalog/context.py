@@ -14,7 +14,6 @@ from bejo_kit.auth import Principal
 from bejo_kit.bus import Bus
 from bejo_kit.concurrency import WriteConflict, retry_on_conflict
 from bejo_kit.errors import Conflict, ValidationProblem
-from bejo_kit.mongo import Document
 from bejo_kit.outbox import Outbox
 
 from . import domain
@@ -61,7 +60,7 @@ class CatalogContext:
     async def terms_for(self, product_id: str, provider_id: str, now: datetime) -> list[PromotionTerms]:
         return domain.terms_for(await self.store.promotions_of(provider_id), product_id, provider_id, now)
 
-    async def own_provider(self, principal: Principal) -> Document:
+    async def own_provider(self, principal: Principal) -> domain.Provider:
         provider_id = principal.provider_id or ""
         provider = await self.store.provider(provider_id)
         if provider is None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from bejo_contracts import pemda
 from bejo_contracts.catalog import LineRejection, ProductSnapshot, ProviderStatus, RejectionCode
 from bejo_contracts.common import WIB
@@ -119,6 +121,77 @@ def transition(current: ProviderStatus, target: ProviderStatus) -> ProviderStatu
     return target
 
 
+# -- aggregates -------------------------------------------------------------------------------
+
+
+class _Stored(BaseModel):
+    """An aggregate as stored: `_id` is its id; bookkeeping fields (outbox, feed marks) are ignored
+    on load and never written back from here."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    id: str = Field(alias="_id")
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    def document(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True)
+
+
+class Provider(_Stored):
+    """A penyedia (UMKM shop): registered pending, verified or suspended by an admin of its pemda."""
+
+    name: str
+    legal_entity: str
+    nib: str
+    npwp: str
+    pkp: bool  # a PKP charges PPN on its invoices
+    pemda_code: str
+    address: str
+    email: str
+    phone: str
+    status: ProviderStatus
+    status_reason: str | None = None
+    registered_by: str | None = None
+
+    def with_status(self, target: ProviderStatus, reason: str | None, now: datetime) -> Provider:
+        transition(self.status, target)
+        return self.model_copy(
+            update={"status": target, "status_reason": reason, "updated_at": now, "version": self.version + 1}
+        )
+
+
+class Product(_Stored):
+    """A product a provider lists. `stock` is what is left to reserve; `holds` names the orders whose
+    reserved units are taken out of it and not yet committed or given back."""
+
+    provider_id: str
+    name: str
+    description: str = ""
+    category: str
+    unit: str
+    price: int
+    het: int | None = None
+    stock: int
+    min_order_qty: int = 1
+    images: list[str] = Field(default_factory=list)
+    regions: list[str] = Field(default_factory=list)
+    status: Literal["active", "inactive"]
+    holds: list[str] = Field(default_factory=list)
+
+    def held_by(self, order_id: str) -> bool:
+        return order_id in self.holds
+
+    def document(self) -> dict[str, Any]:
+        # `holds` is written only by the reservation's conditional updates, never from a loaded copy.
+        return self.model_dump(by_alias=True, exclude={"holds"})
+
+    def changed(self, changes: dict[str, Any], now: datetime) -> Product:
+        """The product after an owner's change (already validated), at the next version."""
+        return self.model_copy(update={**changes, "updated_at": now, "version": self.version + 1})
+
+
 # -- products and prices ----------------------------------------------------------------------
 
 
@@ -178,25 +251,25 @@ def terms_for(
     return [terms_of(p) for p in promotions if covers(p, product_id, provider_id, now)]
 
 
-def snapshot(product: dict[str, Any], provider: dict[str, Any], promotions: list[PromotionTerms]) -> ProductSnapshot:
+def snapshot(product: Product, provider: Provider, promotions: list[PromotionTerms]) -> ProductSnapshot:
     return ProductSnapshot(
-        product_id=product["_id"],
-        provider_id=provider["_id"],
-        provider_name=provider["name"],
-        provider_pkp=provider["pkp"],
-        provider_pemda_code=provider["pemda_code"],
-        name=product["name"],
-        category_id=product["category"],
-        unit=product["unit"],
-        price=product["price"],
-        het=product.get("het"),
-        min_order_qty=product["min_order_qty"],
-        regions=product["regions"],
-        status=product["status"],
-        orderable=is_orderable(product["status"], provider["status"]),
+        product_id=product.id,
+        provider_id=provider.id,
+        provider_name=provider.name,
+        provider_pkp=provider.pkp,
+        provider_pemda_code=provider.pemda_code,
+        name=product.name,
+        category_id=product.category,
+        unit=product.unit,
+        price=product.price,
+        het=product.het,
+        min_order_qty=product.min_order_qty,
+        regions=product.regions,
+        status=product.status,
+        orderable=is_orderable(product.status, provider.status),
         promotions=promotions,
-        version=product["version"],
-        updated_at=product["updated_at"],
+        version=product.version,
+        updated_at=product.updated_at,
     )
 
 
@@ -219,8 +292,8 @@ def merge_lines(lines: Iterable[RequestedLine]) -> list[RequestedLine]:
 
 def check_line(
     line: RequestedLine,
-    product: dict[str, Any] | None,
-    provider: dict[str, Any] | None,
+    product: Product | None,
+    provider: Provider | None,
     order_provider_id: str,
     already_held: bool,
 ) -> LineRejection | None:
@@ -230,18 +303,18 @@ def check_line(
     def reject(code: RejectionCode, message: str) -> LineRejection:
         return LineRejection(product_id=line.product_id, code=code, message=message)
 
-    if product is None or product["provider_id"] != order_provider_id or provider is None:
+    if product is None or product.provider_id != order_provider_id or provider is None:
         return reject("not_found", "no such product from this provider")
-    if provider["status"] == "suspended":
-        return reject("provider_suspended", f"provider {provider['name']} is suspended")
-    if provider["status"] != "verified":
-        return reject("provider_not_verified", f"provider {provider['name']} is not verified yet")
-    if product["status"] != "active":
+    if provider.status == "suspended":
+        return reject("provider_suspended", f"provider {provider.name} is suspended")
+    if provider.status != "verified":
+        return reject("provider_not_verified", f"provider {provider.name} is not verified yet")
+    if product.status != "active":
         return reject("inactive", "the product is no longer offered")
-    if line.quantity < product["min_order_qty"]:
-        return reject("below_min_qty", f"order at least {product['min_order_qty']} {product['unit']}")
-    if not already_held and product["stock"] < line.quantity:
-        return reject("out_of_stock", f"{product['stock']} {product['unit']} left, {line.quantity} requested")
+    if line.quantity < product.min_order_qty:
+        return reject("below_min_qty", f"order at least {product.min_order_qty} {product.unit}")
+    if not already_held and product.stock < line.quantity:
+        return reject("out_of_stock", f"{product.stock} {product.unit} left, {line.quantity} requested")
     return None
 
 

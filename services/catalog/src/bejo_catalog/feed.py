@@ -260,12 +260,13 @@ class Sequencer:
         provider_of = {p["_id"]: p for p in providers}
         affected: dict[str, Document] = {}
         for provider in providers:
-            affected.update((p["_id"], p) for p in await store.products_of(provider["_id"]))
+            affected.update((p.id, p.document()) for p in await store.products_of(provider["_id"]))
         for promotion in promotions:
             if promotion["scope"] == "provider":
-                affected.update((p["_id"], p) for p in await store.products_of(promotion["provider_id"]))
+                affected.update((p.id, p.document()) for p in await store.products_of(promotion["provider_id"]))
             else:
-                affected.update(await store.products_by_id(promotion["product_ids"]))
+                found = await store.products_by_id(promotion["product_ids"])
+                affected.update((product_id, p.document()) for product_id, p in found.items())
         affected.update((p["_id"], p) for p in products)  # read last: the freshest
         changes = [Change("provider", p["_id"], p["version"], public_provider(p)) for p in providers]
         promotions_of: dict[str, list[Document]] = {}
@@ -273,10 +274,10 @@ class Sequencer:
         for product in affected.values():
             provider_id = product["provider_id"]
             if provider_id not in provider_of:
-                found = await store.provider(provider_id)
-                if found is None:
+                stored = await store.provider(provider_id)
+                if stored is None:
                     continue
-                provider_of[provider_id] = found
+                provider_of[provider_id] = stored.document()
             provider = provider_of[provider_id]
             if provider_id not in promotions_of:
                 promotions_of[provider_id] = await store.promotions_of(provider_id)

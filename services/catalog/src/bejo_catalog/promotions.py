@@ -14,7 +14,7 @@ from bejo_kit.mongo import Document, utcnow
 
 from . import domain
 from .context import CatalogContext, problem
-from .domain import RuleViolation
+from .domain import Product, RuleViolation
 from .repository import STATE_ONLY, fed_document
 
 
@@ -44,7 +44,7 @@ class Promotions:
         except RuleViolation as exc:
             raise problem(exc) from None
         provider = await ctx.own_provider(principal)
-        provider_id = provider["_id"]
+        provider_id = provider.id
         products = await self._covered(provider_id, draft)
         now = utcnow()
         promotion: Document = {
@@ -52,7 +52,7 @@ class Promotions:
             "provider_id": provider_id,
             "name": draft.name.strip(),
             "scope": draft.scope,
-            "product_ids": [p["_id"] for p in products] if draft.scope == "products" else [],
+            "product_ids": [p.id for p in products] if draft.scope == "products" else [],
             "discount_kind": draft.discount_kind,
             "discount_value": draft.discount_value,
             "free_shipping": draft.free_shipping,
@@ -62,28 +62,28 @@ class Promotions:
             "created_at": now,
         }
         promotions = [*await ctx.store.promotions_of(provider_id), promotion]
-        terms_of_product = {p["_id"]: domain.terms_for(promotions, p["_id"], provider_id, now) for p in products}
+        terms_of_product = {p.id: domain.terms_for(promotions, p.id, provider_id, now) for p in products}
         envelopes = [
             ctx.envelope(
                 PromotionCreated(
                     provider_id=provider_id,
-                    provider_pemda_code=provider["pemda_code"],
+                    provider_pemda_code=provider.pemda_code,
                     product_ids=promotion["product_ids"],
                     terms=domain.terms_of(promotion),
                 )
             ),
             *(
-                ctx.envelope(ProductUpserted(product=domain.snapshot(p, provider, terms_of_product[p["_id"]])))
+                ctx.envelope(ProductUpserted(product=domain.snapshot(p, provider, terms_of_product[p.id])))
                 for p in products
             ),
         ]
         await ctx.outbox.insert_one(ctx.store.promotions, fed_document(promotion), envelopes)
         for product in products:
-            ctx.index.put_product(product, terms_of_product[product["_id"]])
+            ctx.index.put_product(product.document(), terms_of_product[product.id])
         ctx.fed()
         return promotion
 
-    async def _covered(self, provider_id: str, draft: PromotionDraft) -> list[Document]:
+    async def _covered(self, provider_id: str, draft: PromotionDraft) -> list[Product]:
         """The provider's products the draft names (scope products), or all of them (scope provider)."""
         store = self.ctx.store
         if draft.scope != "products":
@@ -95,7 +95,7 @@ class Promotions:
         named = list(dict.fromkeys(draft.product_ids))
         found = await store.products_by_id(named)
         for i, product_id in enumerate(named):
-            if product_id not in found or found[product_id]["provider_id"] != provider_id:
+            if product_id not in found or found[product_id].provider_id != provider_id:
                 raise ValidationProblem.field(f"product_ids.{i}", f"no product {product_id} of your provider")
         return [found[product_id] for product_id in named]
 

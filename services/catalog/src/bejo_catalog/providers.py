@@ -23,45 +23,51 @@ from bejo_kit.mongo import Document, utcnow
 
 from . import domain
 from .context import CatalogContext, actor_of, problem, user_retry
-from .domain import RuleViolation
+from .domain import Provider, RuleViolation
 from .feed import provider_from_document
 from .repository import fed, fed_document, public_provider
 
 
-def provider_event_fields(doc: Document, actor: Actor) -> dict[str, Any]:
+def provider_event_fields(provider: Provider, actor: Actor) -> dict[str, Any]:
     return {
-        "provider_id": doc["_id"],
-        "name": doc["name"],
-        "legal_entity": doc["legal_entity"],
-        "pemda_code": doc["pemda_code"],
-        "email": doc["email"],
-        "pkp": doc["pkp"],
-        "status": doc["status"],
+        "provider_id": provider.id,
+        "name": provider.name,
+        "legal_entity": provider.legal_entity,
+        "pemda_code": provider.pemda_code,
+        "email": provider.email,
+        "pkp": provider.pkp,
+        "status": provider.status,
         "actor": actor,
     }
 
 
-def may_see_provider(principal: Principal | None, provider: Document) -> bool:
-    if provider["status"] == "verified":
-        return True
-    if principal is None:
-        return False
-    return principal.provider_id == provider["_id"] or principal.oversees_pemda(provider["pemda_code"])
-
-
-def provider_view(principal: Principal | None, provider: Document) -> Document:
-    """The NPWP only for the provider itself and overseeing admins/auditors."""
-    full = principal is not None and (
-        principal.provider_id == provider["_id"] or principal.oversees_pemda(provider["pemda_code"])
+def sees_in_full(principal: Principal | None, provider: Provider) -> bool:
+    """The provider itself and the admins/auditors overseeing its pemda."""
+    return principal is not None and (
+        principal.provider_id == provider.id or principal.oversees_pemda(provider.pemda_code)
     )
-    return provider if full else provider_from_document(public_provider(provider))
+
+
+def may_see_provider(principal: Principal | None, provider: Provider) -> bool:
+    return provider.status == "verified" or sees_in_full(principal, provider)
+
+
+def provider_view(principal: Principal | None, provider: Provider) -> Document:
+    """The NPWP only for the provider itself and overseeing admins/auditors."""
+    document = provider.document()
+    return document if sees_in_full(principal, provider) else provider_from_document(public_provider(document))
+
+
+def index_entry(provider: Provider) -> Document:
+    """What the search model keeps of a provider: its public document."""
+    return provider_from_document(public_provider(provider.document()))
 
 
 class Providers:
     def __init__(self, ctx: CatalogContext) -> None:
         self.ctx = ctx
 
-    async def register(self, principal: Principal, fields: dict[str, Any]) -> Document:
+    async def register(self, principal: Principal, fields: dict[str, Any]) -> Provider:
         """A penyedia registers the provider its token names (`provider_id` claim)."""
         ctx = self.ctx
         provider_id = principal.provider_id
@@ -75,32 +81,31 @@ class Providers:
         except RuleViolation as exc:
             raise problem(exc) from None
         now = utcnow()
-        doc: Document = {
-            "_id": provider_id,
-            "name": name,
-            "legal_entity": fields["legal_entity"],
-            "nib": fields["nib"],
-            "npwp": npwp,
-            "pkp": fields["pkp"],
-            "pemda_code": pemda,
-            "address": fields["address"].strip(),
-            "email": fields["email"].strip().lower(),
-            "phone": phone,
-            "status": "pending",
-            "status_reason": None,
-            "version": 1,
-            "registered_by": principal.sub,
-            "created_at": now,
-            "updated_at": now,
-        }
-        event = ProviderRegistered(**provider_event_fields(doc, actor_of(principal)))
+        provider = Provider(
+            id=provider_id,
+            name=name,
+            legal_entity=fields["legal_entity"],
+            nib=fields["nib"],
+            npwp=npwp,
+            pkp=fields["pkp"],
+            pemda_code=pemda,
+            address=fields["address"].strip(),
+            email=fields["email"].strip().lower(),
+            phone=phone,
+            status="pending",
+            version=1,
+            registered_by=principal.sub,
+            created_at=now,
+            updated_at=now,
+        )
+        event = ProviderRegistered(**provider_event_fields(provider, actor_of(principal)))
         try:
-            await ctx.outbox.insert_one(ctx.store.providers, fed_document(doc), [ctx.envelope(event)])
+            await ctx.outbox.insert_one(ctx.store.providers, fed_document(provider.document()), [ctx.envelope(event)])
         except DuplicateKeyError:
             raise Conflict(f"provider {provider_id} is already registered", code="already_registered") from None
-        ctx.index.put_provider(provider_from_document(public_provider(doc)))
+        ctx.index.put_provider(index_entry(provider))
         ctx.fed()
-        return doc
+        return provider
 
     async def get(self, principal: Principal | None, provider_id: str) -> Document:
         provider = await self.ctx.store.provider(provider_id)
@@ -119,7 +124,8 @@ class Providers:
         page: list[Document] = []
         while len(page) <= limit:
             batch = await self.ctx.store.list_providers(filter_, after, 2 * limit)
-            page += [provider_view(principal, p) for p in batch if may_see_provider(principal, p)]
+            providers = [Provider.model_validate(doc) for doc in batch]
+            page += [provider_view(principal, p) for p in providers if may_see_provider(principal, p)]
             if len(batch) < 2 * limit:
                 break
             after = batch[-1]["_id"]
@@ -129,17 +135,15 @@ class Providers:
 
     async def change_status(
         self, principal: Principal, provider_id: str, target: ProviderStatus, reason: str | None
-    ) -> Document:
+    ) -> Provider:
         ctx = self.ctx
 
-        async def attempt() -> Document:
+        async def attempt() -> Provider:
             provider = await ctx.store.provider(provider_id)
-            if provider is None or not principal.oversees_pemda(provider["pemda_code"]):
+            if provider is None or not principal.oversees_pemda(provider.pemda_code):
                 raise NotFound(f"no provider {provider_id}")
-            domain.transition(provider["status"], target)
             now = utcnow()
-            updated = {**provider, "status": target, "status_reason": reason, "updated_at": now}
-            updated["version"] += 1
+            updated = provider.with_status(target, reason, now)
             fields = provider_event_fields(updated, actor_of(principal))
             event: ProviderEvent = (
                 ProviderVerified(**fields, reason=reason)
@@ -152,7 +156,7 @@ class Providers:
                 ctx.envelope(
                     ProductUpserted(
                         product=domain.snapshot(
-                            product, updated, domain.terms_for(promotions, product["_id"], provider_id, now)
+                            product, updated, domain.terms_for(promotions, product.id, provider_id, now)
                         )
                     )
                 )
@@ -160,7 +164,7 @@ class Providers:
             ]
             written = await ctx.outbox.update_one(
                 ctx.store.providers,
-                {"_id": provider_id, "version": provider["version"]},
+                {"_id": provider_id, "version": provider.version},
                 fed({"$set": {"status": target, "status_reason": reason, "updated_at": now}, "$inc": {"version": 1}}),
                 envelopes,
             )
@@ -169,6 +173,6 @@ class Providers:
             return updated
 
         updated = await user_retry(attempt, "provider")
-        ctx.index.put_provider(provider_from_document(public_provider(updated)))
+        ctx.index.put_provider(index_entry(updated))
         ctx.fed()
         return updated

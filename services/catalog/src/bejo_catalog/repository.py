@@ -13,6 +13,8 @@ from bejo_kit.inbox import INBOX
 from bejo_kit.mongo import Document, Indexes
 from bejo_kit.outbox import WITHOUT_OUTBOX
 
+from .domain import Product, Provider
+
 PROVIDERS, PRODUCTS, PROMOTIONS, RESERVATIONS = "providers", "products", "promotions", "reservations"
 FEED, FEED_STATE = "feed", "feed_state"
 OUTBOX_COLLECTIONS = [PROVIDERS, PRODUCTS, PROMOTIONS, RESERVATIONS]
@@ -60,19 +62,22 @@ class CatalogStore:
         self.feed: AsyncCollection[Document] = db[FEED]
         self.feed_state: AsyncCollection[Document] = db[FEED_STATE]
 
-    async def provider(self, provider_id: str) -> Document | None:
-        return await self.providers.find_one({"_id": provider_id}, STATE_ONLY)
+    async def provider(self, provider_id: str) -> Provider | None:
+        found = await self.providers.find_one({"_id": provider_id}, STATE_ONLY)
+        return Provider.model_validate(found) if found else None
 
-    async def product(self, product_id: str) -> Document | None:
+    async def product(self, product_id: str) -> Product | None:
         """The product with the orders holding its stock."""
-        return await self.products.find_one({"_id": product_id}, {**WITHOUT_OUTBOX, FEED_PENDING: 0, FEED_REV: 0})
+        found = await self.products.find_one({"_id": product_id}, {**WITHOUT_OUTBOX, FEED_PENDING: 0, FEED_REV: 0})
+        return Product.model_validate(found) if found else None
 
-    async def products_of(self, provider_id: str) -> list[Document]:
-        return await self.products.find({"provider_id": provider_id}, STATE_ONLY).sort("_id", 1).to_list()
+    async def products_of(self, provider_id: str) -> list[Product]:
+        found = await self.products.find({"provider_id": provider_id}, STATE_ONLY).sort("_id", 1).to_list()
+        return [Product.model_validate(doc) for doc in found]
 
-    async def products_by_id(self, product_ids: list[str]) -> dict[str, Document]:
+    async def products_by_id(self, product_ids: list[str]) -> dict[str, Product]:
         found = await self.products.find({"_id": {"$in": product_ids}}, STATE_ONLY).to_list()
-        return {p["_id"]: p for p in found}
+        return {doc["_id"]: Product.model_validate(doc) for doc in found}
 
     async def promotions_of(self, provider_id: str) -> list[Document]:
         return await self.promotions.find({"provider_id": provider_id}, STATE_ONLY).to_list()

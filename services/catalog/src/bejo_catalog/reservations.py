@@ -28,7 +28,7 @@ from bejo_kit.mongo import Document, utcnow
 
 from . import domain
 from .context import CatalogContext
-from .domain import RequestedLine
+from .domain import Product, Provider, RequestedLine
 from .repository import HOLDS, STATE_ONLY, fed
 
 log = get_logger(__name__)
@@ -78,25 +78,25 @@ class Reservations:
         return record
 
     async def _take(
-        self, order_id: str, provider_id: str, provider: Document | None, lines: list[RequestedLine]
-    ) -> tuple[dict[str, Document], list[LineRejection]]:
+        self, order_id: str, provider_id: str, provider: Provider | None, lines: list[RequestedLine]
+    ) -> tuple[dict[str, Product], list[LineRejection]]:
         """Check every line, then take each line's stock unless the order holds it already. Stops at
         the first line that cannot be taken; what was taken is given back by the decision."""
         products = {line.product_id: await self.ctx.store.product(line.product_id) for line in lines}
 
-        def check(line: RequestedLine, product: Document | None) -> LineRejection | None:
-            held = product is not None and order_id in product.get(HOLDS, [])
+        def check(line: RequestedLine, product: Product | None) -> LineRejection | None:
+            held = product is not None and product.held_by(order_id)
             return domain.check_line(line, product, provider, provider_id, held)
 
         rejections = [r for line in lines if (r := check(line, products[line.product_id])) is not None]
         if rejections:
             return {}, rejections
-        taken: dict[str, Document] = {}
+        taken: dict[str, Product] = {}
         for line in lines:
             product = products[line.product_id]
             assert product is not None
-            if order_id not in product.get(HOLDS, []):
-                product = await self.ctx.store.products.find_one_and_update(
+            if not product.held_by(order_id):
+                after = await self.ctx.store.products.find_one_and_update(
                     {
                         "_id": line.product_id,
                         "stock": {"$gte": line.quantity},
@@ -112,33 +112,34 @@ class Reservations:
                     ),
                     return_document=ReturnDocument.AFTER,
                 )
-                if product is None:  # changed since the check; held now if a duplicate delivery took it
-                    product = await self.ctx.store.product(line.product_id)
-                    if product is None or order_id not in product.get(HOLDS, []):
-                        rejection = check(line, product) or LineRejection(
+                if after is None:  # changed since the check; held now if a duplicate delivery took it
+                    now_stored = await self.ctx.store.product(line.product_id)
+                    if now_stored is None or not now_stored.held_by(order_id):
+                        rejection = check(line, now_stored) or LineRejection(
                             product_id=line.product_id, code="out_of_stock", message="not enough stock left"
                         )
                         return taken, [rejection]
-                self.ctx.index.set_stock(product["_id"], product["stock"], product["version"])
+                    product = now_stored
+                else:
+                    product = Product.model_validate(after)
+                self.ctx.index.set_stock(product.id, product.stock, product.version)
                 self.ctx.fed()
             taken[line.product_id] = product
         return taken, []
 
     async def _reserved(
-        self, order_id: str, pemda: str, provider: Document, products: list[Document], lines: list[RequestedLine]
+        self, order_id: str, pemda: str, provider: Provider, products: list[Product], lines: list[RequestedLine]
     ) -> StockReserved:
         now = utcnow()
-        promotions = await self.ctx.store.promotions_of(provider["_id"])
+        promotions = await self.ctx.store.promotions_of(provider.id)
         reserved = []
         for product, line in zip(products, lines, strict=True):
-            offer = domain.offer(
-                product["price"], domain.terms_for(promotions, product["_id"], provider["_id"], now), now
-            )
+            offer = domain.offer(product.price, domain.terms_for(promotions, product.id, provider.id, now), now)
             reserved.append(
                 ReservedLine(
-                    product_id=product["_id"],
-                    name=product["name"],
-                    unit=product["unit"],
+                    product_id=product.id,
+                    name=product.name,
+                    unit=product.unit,
                     quantity=line.quantity,
                     list_price=offer.list_price,
                     unit_price=offer.unit_price,
@@ -149,9 +150,9 @@ class Reservations:
         return StockReserved(
             order_id=order_id,
             pemda=pemda,
-            provider_id=provider["_id"],
-            provider_name=provider["name"],
-            provider_pkp=provider["pkp"],
+            provider_id=provider.id,
+            provider_name=provider.name,
+            provider_pkp=provider.pkp,
             lines=reserved,
             total=sum(line.unit_price * line.quantity for line in reserved),
         )

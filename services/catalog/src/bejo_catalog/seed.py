@@ -337,7 +337,13 @@ async def announce(
     try:
         started = time.perf_counter()
         envelopes = [
-            bus.envelope(ProductUpserted(product=domain.snapshot(product, provider, terms)))
+            bus.envelope(
+                ProductUpserted(
+                    product=domain.snapshot(
+                        domain.Product.model_validate(product), domain.Provider.model_validate(provider), terms
+                    )
+                )
+            )
             for product, provider, terms in products_with_terms(data, now)
         ]
         for start in range(0, len(envelopes), window):
