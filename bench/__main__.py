@@ -30,7 +30,7 @@ BUDGETS: dict[str, float] = {
     "gateway": 120,  # row 1
     "orders": 180,  # row 2
     "kit": 120,  # row 3
-    "catalog": 240,  # rows 4, 5, and the catalog index cost of row 7
+    "catalog": 300,  # rows 4, 5, and the catalog index cost of row 7
     "payments": 60,  # row 6
     "notifications": 120,  # row 6
     "footprint": 60,  # row 7
