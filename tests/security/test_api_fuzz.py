@@ -10,7 +10,7 @@ it does not admit. Every answer must pass `not_a_server_error`, `status_code_con
 The fuzzing roles live in a pemda of their own (91.71), admin and auditor included, so whatever they
 do cannot touch other data: a bystander world in 35.15 and 36.03 is checked unchanged afterwards.
 
-Bounded for CI: `BEJO_FUZZ_EXAMPLES` (default 30) positive and half as many negative examples per
+Bounded for CI: `BEJO_FUZZ_EXAMPLES` (default 25) positive and half as many negative examples per
 operation; the case count, operations covered and time are printed.
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+import unicodedata
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -52,7 +53,7 @@ CHECKS = [
     response_schema_conformance,
     response_headers_conformance,
 ]
-EXAMPLES = int(os.environ.get("BEJO_FUZZ_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("BEJO_FUZZ_EXAMPLES", "25"))
 FUZZ_PEMDA = "91.71"
 FUZZ_SATKER = "dinkes-fuzz"
 Operation = schemathesis.APIOperation[Any, Any, Any, Any]
@@ -71,33 +72,9 @@ class Known:
     reason: str
 
 
-def _content_type(response: schemathesis.Response) -> str:
-    return (response.headers.get("content-type") or [""])[0]
-
-
-KNOWN = [
-    Known(
-        "POST /api/v1/payments/callbacks/snap",
-        "content_type_conformance",
-        lambda r: r.status_code == 400 and _content_type(r).startswith("application/json"),
-        "issue 11, 5: the SNAP callback answers 400 as application/json (a SNAP body) while its operation "
-        "declares application/problem+json, and declares no request body or headers",
-    ),
-    Known(
-        "POST /api/v1/sandbox/va/{va}/pay",
-        "status_code_conformance",
-        lambda r: r.status_code == 401,
-        "issue 11, 4: the sandbox pay route is documented without security (no 401) while the gateway "
-        "requires a token (/sandbox/** any role); the service itself checks no role",
-    ),
-    Known(
-        "POST /api/v1/sandbox/va/{va}/pay",
-        "status_code_conformance",
-        lambda r: r.status_code == 404,
-        "the gateway's 404 for a path with an encoded slash or dot segment (here in {va}) is not declared by "
-        "the sandbox pay operation, the one operation with a path parameter that declares no 404",
-    ),
-]
+# None today: the contract defects the fuzzing found (SNAP callback content type, undeclared 401 and
+# 404 of the sandbox pay route) are fixed. Add one with its defect named rather than dropping a check.
+KNOWN: list[Known] = []
 
 
 @dataclass
@@ -242,8 +219,8 @@ def _roles_for(operation: Operation) -> list[str]:
 
 
 def _with_real_ids(value: Any, fuzzer: Fuzzer) -> Any:
-    """A body with the seeded world's ids where it names a category, product or PPK (and no images or
-    foreign regions), so that valid cases get past 'unknown category/product' to the code behind."""
+    """A body with the seeded world's ids where it names a category, product or PPK (and no images,
+    foreign regions or control characters), so that valid cases get past 422 to the code behind."""
     real = {
         "category": fuzzer.ids["category"][0],
         "product_id": fuzzer.ids["products"][0],
@@ -256,6 +233,8 @@ def _with_real_ids(value: Any, fuzzer: Fuzzer) -> Any:
         return {k: real[k] if k in real else _with_real_ids(v, fuzzer) for k, v in value.items()}
     if isinstance(value, list):
         return [_with_real_ids(v, fuzzer) for v in value]
+    if isinstance(value, str):  # control characters are refused (422); the other half of the cases sends them
+        return "".join(c for c in value if unicodedata.category(c) != "Cc")
     return value
 
 
@@ -314,6 +293,8 @@ def fuzz_mode(
     def check(case: schemathesis.Case[Any], role: str, real_ids: bool) -> None:
         if real_ids and positive and isinstance(case.body, dict):
             case.body = _with_real_ids(case.body, run.fuzzer)
+            if case.headers and "Idempotency-Key" in case.headers:
+                case.headers["Idempotency-Key"] = str(uuid.uuid4())
         token = run.fuzzer.tokens[role]
         headers = support.bearer(token) if token else {}
         response = case.call(base_url=run.live.gateway, session=session, headers=headers, timeout=30)

@@ -219,11 +219,6 @@ AUDIENCE_SATKER_ONLY = (
     "pemda, so the bendahara of 35.15 'dinkes' and of 36.03 'dinkes' get each other's invoice_issued and "
     "va_issued notices (invoice number, amount, VA)"
 )
-WEBHOOK_UNSCOPED_EVENTS = (
-    "defect (issue 11, 2): an admin's webhook gets events that carry no pemda: "
-    "bejo.catalog.stock.reserved.v1 (order id, provider, lines, prices) and stock.committed.v1 of another "
-    "pemda's orders (bejo_notifications.domain.subscription_may_see lets pemda=None through)"
-)
 
 
 def _xfail(reason: str | None) -> list[Any]:
@@ -394,10 +389,7 @@ def test_inbox_holds_only_what_the_reader_may_see(world: tuple[LivePlatform, Wor
     assert not leaked, f"{key} was notified about what it may not see: {leaked}"
 
 
-@pytest.mark.parametrize(
-    "hook",
-    [pytest.param(h, marks=_xfail(WEBHOOK_UNSCOPED_EVENTS if h.startswith("wh_admin") else None)) for h in WEBHOOKS],
-)
+@pytest.mark.parametrize("hook", sorted(WEBHOOKS))
 def test_webhook_hears_only_what_its_owner_may_see(world: tuple[LivePlatform, World], hook: str) -> None:
     _, built = world
     owner = CAST[str(WEBHOOKS[hook].owner)]
