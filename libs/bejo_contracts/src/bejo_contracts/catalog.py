@@ -75,6 +75,9 @@ class ProductSnapshot(BaseModel):
     promotions: list[PromotionTerms]
     version: int
     updated_at: datetime
+    # When the catalog took this snapshot. A provider's standing or a new promotion changes the
+    # snapshot without a new product version; among equal versions the later snapshot is newer.
+    as_of: datetime | None = None
 
 
 @event

@@ -251,7 +251,7 @@ def terms_for(
     return [terms_of(p) for p in promotions if covers(p, product_id, provider_id, now)]
 
 
-def snapshot(product: Product, provider: Provider, promotions: list[PromotionTerms]) -> ProductSnapshot:
+def snapshot(product: Product, provider: Provider, promotions: list[PromotionTerms], at: datetime) -> ProductSnapshot:
     return ProductSnapshot(
         product_id=product.id,
         provider_id=provider.id,
@@ -270,6 +270,7 @@ def snapshot(product: Product, provider: Provider, promotions: list[PromotionTer
         promotions=promotions,
         version=product.version,
         updated_at=product.updated_at,
+        as_of=at,
     )
 
 

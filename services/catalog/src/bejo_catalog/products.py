@@ -81,7 +81,7 @@ class Products:
             updated_at=now,
         )
         terms = await ctx.terms_for(product_id, provider.id, now)
-        event = ProductUpserted(product=domain.snapshot(product, provider, terms))
+        event = ProductUpserted(product=domain.snapshot(product, provider, terms, now))
         stored = fed_document({**product.document(), HOLDS: []})
         await ctx.outbox.insert_one(ctx.store.products, stored, [ctx.envelope(event)])
         ctx.index.put_product(product.document(), terms)
@@ -148,7 +148,7 @@ class Products:
         now = utcnow()
         updated = product.changed(changes, now)
         terms = await ctx.terms_for(product.id, provider.id, now)
-        event = ProductUpserted(product=domain.snapshot(updated, provider, terms))
+        event = ProductUpserted(product=domain.snapshot(updated, provider, terms, now))
         written = await ctx.outbox.update_one(
             ctx.store.products,
             {"_id": product.id, "version": product.version},

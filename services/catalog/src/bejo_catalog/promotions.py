@@ -73,7 +73,7 @@ class Promotions:
                 )
             ),
             *(
-                ctx.envelope(ProductUpserted(product=domain.snapshot(p, provider, terms_of_product[p.id])))
+                ctx.envelope(ProductUpserted(product=domain.snapshot(p, provider, terms_of_product[p.id], now)))
                 for p in products
             ),
         ]

@@ -156,7 +156,7 @@ class Providers:
                 ctx.envelope(
                     ProductUpserted(
                         product=domain.snapshot(
-                            product, updated, domain.terms_for(promotions, product.id, provider_id, now)
+                            product, updated, domain.terms_for(promotions, product.id, provider_id, now), now
                         )
                     )
                 )

@@ -340,7 +340,7 @@ async def announce(
             bus.envelope(
                 ProductUpserted(
                     product=domain.snapshot(
-                        domain.Product.model_validate(product), domain.Provider.model_validate(provider), terms
+                        domain.Product.model_validate(product), domain.Provider.model_validate(provider), terms, now
                     )
                 )
             )

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
@@ -200,9 +199,21 @@ class Repository:
         return {pid: found.get(pid) for pid in product_ids}
 
     async def upsert_product(self, snapshot: ProductSnapshot) -> bool:
-        """Keep the newest version; an older or equal version (redelivery, reordering) is dropped."""
-        fields = {"snapshot": snapshot.model_dump(mode="json"), "stored_at": utcnow()}
-        return await _keep_newest(self.products, snapshot.product_id, "version", snapshot.version, fields)
+        """Keep the newest snapshot: the higher version, or among equal versions the later `as_of`
+        (a provider's standing or a new promotion); a redelivered or reordered older one is dropped."""
+        fields = {"version": snapshot.version, "snapshot": snapshot.model_dump(mode="json"), "stored_at": utcnow()}
+        older: Document = {"version": {"$lt": snapshot.version}}
+        if snapshot.as_of is not None:
+            fields["as_of"] = snapshot.as_of
+            same_version = {"version": snapshot.version}
+            older = {
+                "$or": [
+                    older,
+                    {**same_version, "as_of": {"$lt": snapshot.as_of}},
+                    {**same_version, "as_of": {"$exists": False}},
+                ]
+            }
+        return await _keep_newest(self.products, snapshot.product_id, older, fields)
 
     async def product_categories(self, product_ids: Sequence[str]) -> dict[str, str]:
         """Category id of each product in the read model (products never seen are left out)."""
@@ -215,7 +226,8 @@ class Repository:
 
     async def upsert_provider(self, provider_id: str, status: str, as_of: datetime) -> bool:
         """Provider events carry no version: the envelope time orders them; older ones are dropped."""
-        return await _keep_newest(self.providers, provider_id, "as_of", as_of, {"status": status})
+        older: Document = {"as_of": {"$lt": as_of}}
+        return await _keep_newest(self.providers, provider_id, older, {"as_of": as_of, "status": status})
 
     # -- BAST numbers ---------------------------------------------------------------------------
 
@@ -236,19 +248,15 @@ class Repository:
         raise RuntimeError("BAST counter upsert kept colliding")  # pragma: no cover
 
 
-async def _keep_newest(
-    collection: AsyncCollection[Document], doc_id: str, order_field: str, value: Any, fields: Document
-) -> bool:
-    """Upsert `fields` unless the stored `order_field` is equal or newer; True if written.
+async def _keep_newest(collection: AsyncCollection[Document], doc_id: str, older: Document, fields: Document) -> bool:
+    """Upsert `fields` unless the stored document is not `older` (equal or newer); True if written.
 
     A duplicate key on the upsert means the document exists and did not match, i.e. is not older,
     unless it was first inserted (by a racing older event) between our match and our insert: one
     more attempt settles that case."""
     for _ in range(2):
         try:
-            result = await collection.update_one(
-                {"_id": doc_id, order_field: {"$lt": value}}, {"$set": {order_field: value, **fields}}, upsert=True
-            )
+            result = await collection.update_one({"_id": doc_id, **older}, {"$set": fields}, upsert=True)
         except DuplicateKeyError:
             continue
         return result.modified_count == 1 or result.upserted_id is not None
