@@ -13,7 +13,7 @@ from pymongo.errors import BulkWriteError
 
 from bejo_contracts.common import MAX_CART_LINES, MAX_QUANTITY, MAX_RUPIAH, PositiveQuantity, Rupiah
 from bejo_kit import metrics
-from bejo_kit.api import Header, Router, control_characters, openapi_document
+from bejo_kit.api import MAX_BODY_DEPTH, Header, Router, openapi_document, unsafe_values
 from bejo_kit.inbox import duplicate_keys_only
 from bejo_kit.settings import DEFAULT_JWT_SECRET, KitSettings
 
@@ -66,11 +66,20 @@ def test_control_characters_are_found_by_field_path() -> None:
         "ket\x00": "x",
         "c1": "\x85",
     }
-    errors = control_characters(body)
+    errors = unsafe_values(body)
     assert [e["field"] for e in errors] == ["name", "lines.1.note", "address.street", "ket\x00", "c1"]
     assert errors[0]["type"] == "control_character"
     assert "U+0000" in errors[0]["message"]
-    assert control_characters({"name": "Kertas A4 80gsm — 5 rim, ½ harga"}) == []
+    assert unsafe_values({"name": "Kertas A4 80gsm — 5 rim, ½ harga"}) == []
+
+
+def test_nesting_is_bounded() -> None:
+    deep: Any = "x"
+    for _ in range(5000):  # deeper than Python's recursion limit: the check must not recurse
+        deep = [deep]
+    [error] = unsafe_values({"a": deep})
+    assert error["type"] == "too_deep" and error["field"] == "a" + ".0" * (MAX_BODY_DEPTH - 1)
+    assert unsafe_values({"a": {"b": [1, {"c": "d"}]}}) == []
 
 
 # -- settings ------------------------------------------------------------------------------------

@@ -121,7 +121,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 MAX_BODY_DEPTH = 32
 
 
-def control_characters(value: Any, path: str = "") -> list[dict[str, Any]]:
+def unsafe_values(value: Any, path: str = "") -> list[dict[str, Any]]:
     """One error per string (or object key) of a parsed JSON value that holds a control character,
     or for nesting deeper than MAX_BODY_DEPTH.
 
@@ -148,8 +148,8 @@ def control_characters(value: Any, path: str = "") -> list[dict[str, Any]]:
     return errors
 
 
-def _refuse_control_characters(value: Any, where: str) -> None:
-    if errors := control_characters(value):
+def _refuse_unsafe_values(value: Any, where: str) -> None:
+    if errors := unsafe_values(value):
         fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
         raise ValidationProblem(f"invalid {where}: {fields}", errors)
 
@@ -172,7 +172,7 @@ async def parse_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
         raise BadRequest(f"malformed JSON body: {exc}", code="malformed_json") from None
     if not isinstance(data, dict):
         raise ValidationProblem.field("body", "the body must be a JSON object", "object_type")
-    _refuse_control_characters(data, "body")
+    _refuse_unsafe_values(data, "body")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -180,7 +180,7 @@ async def parse_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
 
 
 def parse_query(request: web.Request, model: type[BaseModel]) -> BaseModel:
-    _refuse_control_characters(dict(request.query), "query")
+    _refuse_unsafe_values(dict(request.query), "query")
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as exc:
@@ -298,7 +298,7 @@ class Router:
 
 def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
-        _refuse_control_characters(dict(request.match_info), "path")
+        _refuse_unsafe_values(dict(request.match_info), "path")
         principal = await authenticate(request)
         if endpoint.roles is not None:
             if principal is None:

@@ -145,10 +145,16 @@ def create_app(*, client_max_size: int = 1024 * 1024, middlewares: list[Any] | N
         client_max_size=client_max_size, middlewares=[request_context_middleware, *(middlewares or [])]
     )
     app[READINESS_CHECKS] = {}
+    app.on_response_prepare.append(_server_header)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
     return app
+
+
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """Name no server software or version (aiohttp would send `Python/3.x aiohttp/3.y.z`)."""
+    response.headers["Server"] = "bejo"
 
 
 def add_readiness_check(app: web.Application, name: str, check: ReadinessCheck) -> None:
