@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib
+import json
 import os
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,7 +26,7 @@ import uvloop
 
 from bejo_kit.logging import configure_logging
 from bench import document, rows
-from bench.report import REPORT, record
+from bench.report import REPORT, Figure, Profile, record
 
 REPO = Path(__file__).resolve().parent.parent
 # In the order of the report's rows; seconds each may take before it is cut off.
@@ -43,24 +47,58 @@ ROWS = {"gateway": "1", "orders": "2", "kit": "3", "catalog": "4", "payments": "
 ON_REQUEST = ["seeded_checkout", "store"]
 
 
-@contextlib.contextmanager
-def output_to(log: Path) -> Iterator[None]:
-    """Send fds 1 and 2 (prints, structlog, library logging, child processes) to `log`."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with log.open("ab") as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
+def child(name: str, result: Path) -> int:
+    """Run one benchmark in this (child) process and leave its figures in `result` (JSON)."""
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    # Services run in this process by the benchmarks log as JSON at WARNING, into the log file.
+    configure_logging("bench", os.environ.get("LOG_LEVEL", "WARNING"), True)
+    module = importlib.import_module(f"bench.{name}")
+    try:
+        asyncio.run(module.run())  # Ctrl-C / SIGINT from the parent cancels it: cleanup runs
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        traceback.print_exc()  # stopped by the parent at its budget: the parent reports the cut
+    except Exception as exc:  # noqa: BLE001 - reported in the table, the traceback in the log
+        traceback.print_exc()
+        record(ROWS.get(name, "-"), f"{name} benchmark", f"failed: {type(exc).__name__}: {exc}"[:300], met=False)
+    finally:
+        result.write_text(json.dumps(dataclasses.asdict(REPORT)))
+    return 0
+
+
+def run_bounded(name: str, budget: float, log: Path) -> str | None:
+    """The benchmark in a child process with output to `log`; stopped after `budget` seconds
+    (SIGINT: its clean-up runs; then the whole process group is killed). Returns what went wrong."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "result.json"
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bench", "--child", name, str(result)],
+                cwd=REPO, stdout=out, stderr=out, start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )  # fmt: skip
+        failure = None
         try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
+            proc.wait(timeout=budget)
+        except subprocess.TimeoutExpired:
+            failure = f"cut off after {budget:.0f} s"
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        # Whatever the benchmark started in its process group (nginx, services) goes with it.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        if result.exists():
+            found = json.loads(result.read_text())
+            REPORT.figures.extend(Figure(**f) for f in found["figures"])
+            REPORT.profiles.extend(Profile(**p) for p in found["profiles"])
+            REPORT.artefacts.extend(found["artefacts"])
+        elif failure is None:
+            failure = f"exited with status {proc.returncode} without figures"
+        return failure
 
 
 def say(text: str) -> None:
@@ -85,27 +123,15 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("BENCH_LOAD_SECONDS", "45")
     os.environ.setdefault("BENCH_NOTIFY_EVENTS", "200")
     say(f"bench: {', '.join(names)}; details and logs in {log.relative_to(REPO)}")
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    # Services run in this process by the benchmarks log as JSON at WARNING, into the log file.
-    configure_logging("bench", os.environ["LOG_LEVEL"], True)
     began = time.perf_counter()
     for name in names:
-        module = importlib.import_module(f"bench.{name}")
-        budget = BUDGETS.get(name, 600.0)
+        budget = float(os.environ.get(f"BENCH_BUDGET_{name.upper()}", BUDGETS.get(name, 600.0)))
         say(f"== {name} (at most {budget:.0f} s) ...")
         with log.open("a") as out:
             out.write(f"\n===== {name} =====\n")
         offset = log.stat().st_size
         t0 = time.perf_counter()
-        failure = None
-        with output_to(log):
-            try:
-                asyncio.run(asyncio.wait_for(module.run(), budget))
-            except TimeoutError:
-                failure = f"cut off after {budget:.0f} s"
-            except Exception as exc:  # noqa: BLE001 - one broken benchmark must not hide the others
-                traceback.print_exc()
-                failure = f"failed: {type(exc).__name__}: {exc}"[:300]
+        failure = run_bounded(name, budget, log)
         elapsed = time.perf_counter() - t0
         with log.open("rb") as out:
             out.seek(offset)
@@ -135,4 +161,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--child"]:
+        raise SystemExit(child(sys.argv[2], Path(sys.argv[3])))
     raise SystemExit(main(sys.argv[1:]))
