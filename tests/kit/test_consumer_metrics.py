@@ -1,16 +1,19 @@
-"""Consumer metrics on the real broker: failure counters exist before any failure, handling time
-is recorded per outcome, and the depth of a queue and its dead-letter queue is readable."""
+"""Consumer and outbox metrics on the real broker and store: failure counters exist before any
+failure, handling time is recorded per outcome, the depth of a queue and its dead-letter queue is
+readable, and outbox counters name the collection."""
 
 from __future__ import annotations
 
 import aio_pika
 import pytest
 from prometheus_client import REGISTRY
+from pymongo import AsyncMongoClient
 from support import wait_until
 
 from bejo_contracts import Envelope
 from bejo_contracts.topology import QueueSpec
-from bejo_kit.bus import Bus, IncomingEvent, namespaced
+from bejo_kit.bus import Bus, IncomingEvent, namespaced, namespaced_spec
+from bejo_kit.outbox import Outbox, OutboxRelay
 from bejo_kit.settings import KitSettings
 
 pytestmark = pytest.mark.integration
@@ -60,6 +63,42 @@ async def test_failures_latency_and_depths_are_measured(kit_settings: KitSetting
     finally:
         await bus.stop_consuming()
         await bus.close()
+        connection = await aio_pika.connect(kit_settings.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            for name in [
+                spec.name,
+                spec.dead_letter_queue,
+                *(spec.retry_queue(d) for d in kit_settings.retry_delays_ms),
+            ]:
+                await channel.queue_delete(namespaced(kit_settings, name))
+
+
+async def test_outbox_counters_and_backlog_are_labelled_by_collection(
+    kit_settings: KitSettings, unique: str, mongo_client: AsyncMongoClient[dict[str, object]]
+) -> None:
+    spec = QueueSpec(f"test.outbox.{unique}", (f"bejo.test.outbox.{unique}.v1",))
+    bus = Bus(kit_settings)
+    await bus.connect()
+    db = mongo_client[kit_settings.database_name]
+    collections = [f"apples_{unique}", f"pears_{unique}"]
+    try:
+        await bus.declare_queue(namespaced_spec(kit_settings, spec))  # so the events are routable
+        relay = OutboxRelay(db, collections, bus, kit_settings)
+        for name in collections:  # series from the start, per collection
+            assert REGISTRY.get_sample_value("bejo_outbox_publish_failures_total", {"collection": name}) == 0.0
+        outbox = Outbox(relay)
+        event = Envelope(source="bejo/test", type=spec.bindings[0], data={"n": 1})
+        await outbox.insert_one(db[collections[0]], {"_id": "a1"}, [event, event.model_copy(update={"id": "e2"})])
+        await outbox.insert_one(db[collections[1]], {"_id": "p1"}, [event.model_copy(update={"id": "e3"})])
+        assert await relay.publish_ready() == 3
+        assert sample("bejo_outbox_published_total", collection=collections[0]) == 2
+        assert sample("bejo_outbox_published_total", collection=collections[1]) == 1
+        assert await relay.backlog() == 0
+        assert REGISTRY.get_sample_value("bejo_outbox_backlog", {"collection": collections[0]}) == 0.0
+    finally:
+        await bus.close()
+        await mongo_client.drop_database(kit_settings.database_name)
         connection = await aio_pika.connect(kit_settings.amqp_url)
         async with connection:
             channel = await connection.channel()
