@@ -170,11 +170,26 @@ def test_html_escapes_event_text() -> None:
         ("bejo.payments.#", "bejo.orders.order.paid.v1", False),
         ("bejo.orders.order.placed.v1", "bejo.orders.order.placed.v1", True),
         ("bejo.orders.order.placed.v1.#", "bejo.orders.order.placed.v1", True),
+        ("#.#", "a", True),
+        ("#.*", "a", True),
+        ("*.*", "a", False),
+        ("a.*.#", "a", False),
+        ("a.#.b.#", "a.x.b", True),
+        ("a.#.#.z", "a.z", True),
+        ("#.v2", "bejo.orders.order.placed.v1", False),
     ],
 )
 def test_topic_patterns(pattern: str, event_type: str, matches: bool) -> None:
     assert domain.is_valid_pattern(pattern)
     assert domain.topic_matches(pattern, event_type) is matches
+
+
+def test_a_pattern_of_many_hashes_is_matched_in_linear_steps() -> None:
+    """A subscriber's pattern must not make fan-out exponential or recurse past Python's limit
+    (one such subscription would fail every event's handling)."""
+    assert not domain.topic_matches(".".join(["#"] * 3000) + ".x", "bejo.orders.order.placed.v1")
+    assert domain.topic_matches(".".join(["#"] * 3000), "bejo.orders.order.placed.v1")
+    assert domain.topic_matches(".".join(["*", "#"] * 1000), "a." * 999 + "z")
 
 
 @pytest.mark.parametrize(

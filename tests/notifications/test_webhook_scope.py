@@ -94,3 +94,9 @@ async def test_an_admin_gets_only_the_events_of_the_pemdas_they_oversee(service:
         # Nothing of 35.15 was even queued for Banten's subscription.
         deliveries = await service.db[DELIVERIES].find({}, {"event_id": 1, "webhook_id": 1}).to_list()
         assert len(deliveries) == len(sidoarjo) + 1
+
+
+async def test_patterns_longer_than_a_routing_key_are_refused(service: Service) -> None:
+    body = {"url": "http://127.0.0.1:9/hook", "secret": "0123456789abcdef", "event_types": ["#." * 150 + "v1"]}
+    status, problem = await service.call("POST", "/api/v1/webhooks", JATIM_ADMIN, body)
+    assert status == 422 and problem["errors"][0]["field"] == "event_types.0", problem

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -87,7 +87,8 @@ class CreateWebhook(BaseModel):
     secret: str = Field(
         min_length=16, max_length=256, description="shared secret for the HMAC-SHA256 signature of each delivery"
     )
-    event_types: list[str] = Field(
+    # 255: AMQP's limit for a routing key, so for a pattern over them.
+    event_types: list[Annotated[str, Field(max_length=255)]] = Field(
         min_length=1,
         max_length=50,
         description="AMQP topic patterns over event types: `*` is one word, `#` zero or more",

@@ -222,18 +222,18 @@ def is_valid_pattern(pattern: str) -> bool:
 
 
 def topic_matches(pattern: str, event_type: str) -> bool:
-    return _match(pattern.split("."), event_type.split("."))
-
-
-def _match(pattern: list[str], words: list[str]) -> bool:
-    if not pattern:
-        return not words
-    head, rest = pattern[0], pattern[1:]
-    if head == "#":
-        return any(_match(rest, words[i:]) for i in range(len(words) + 1))
-    if not words:
-        return False
-    return (head == "*" or head == words[0]) and _match(rest, words[1:])
+    """Dynamic programming over (pattern word, event word), not backtracking: a pattern such as
+    `#.#.#.…` costs len(pattern) x len(event) steps, never exponential time or deep recursion."""
+    parts, words = pattern.split("."), event_type.split(".")
+    # matched[j]: the pattern words so far match the first j event words
+    matched = [True] + [False] * len(words)
+    for part in parts:
+        if part == "#":
+            for j in range(1, len(words) + 1):
+                matched[j] = matched[j] or matched[j - 1]
+        else:
+            matched = [False] + [matched[j] and part in ("*", words[j]) for j in range(len(words))]
+    return matched[len(words)]
 
 
 def matches_any(patterns: Iterable[str], event_type: str) -> bool:
