@@ -3,14 +3,13 @@ on an event loop of its own thread, so that blocking clients such as schemathesi
 call it; and a small world of two pemda, three satker, three providers and their orders, built
 through the public API only.
 
-The platform is the e2e harness's `start_platform`; each test module starts its own (own databases
+The platform is `support.platform.start_platform`; each test module starts its own (own databases
 and bus namespace), so the fuzzer's writes can never reach the world the BOLA matrix reads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 import uuid
 from collections.abc import Coroutine, Iterator
@@ -21,9 +20,7 @@ from typing import Any, TypeVar
 
 import support
 from aiohttp import web
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
-from e2e_harness import Platform, start_platform  # the e2e harness, beside this directory
+from support.platform import Platform, start_platform
 
 T = TypeVar("T")
 
