@@ -3,7 +3,7 @@ the figures on screen are the public API's, in rupiah as Indonesians write them;
 click away; choosing a pemda asks the API for that pemda; a screenshot goes to docs/dashboard.png.
 
 The catalog and orders services are stood in for by small servers that answer what the real ones
-answered after `bejo seed --history --scale 0.1` (recorded in dashboard_data.json by
+answered after a seeded history of 411 orders (recorded in dashboard_data.json by
 scripts/record_dashboard_data.py); the gateway in front of them is the real one.
 """
 
