@@ -5,7 +5,8 @@ aiohttp receiver.
 - latency: `BENCH_NOTIFY_EVENTS` OrderApproved events (each for a PP and a provider, both with an
   e-mail address) published at a steady `BENCH_NOTIFY_RATE` per second; for each inbox entry,
   `created_at` (stamped just before its insert) minus the publish time; p50/p95/p99.
-- webhooks: `BENCH_WEBHOOK_EVENTS` events matching one subscription; deliveries per second from
+- webhooks: `BENCH_WEBHOOK_EVENTS` OrderApproved events of pemda 35.15 matching one subscription of
+  an admin of that pemda (events reach only subscribers who may see them); deliveries per second from
   the first publish to the last signed POST received. Baseline in the same run: the same signed
   POSTs sent straight with aiohttp at the same concurrency (no queue, no log, no database).
 """
@@ -38,6 +39,8 @@ from bench.report import profile
 LATENCY_EVENTS = int(os.environ.get("BENCH_NOTIFY_EVENTS", "300"))
 RATE = float(os.environ.get("BENCH_NOTIFY_RATE", "40"))
 WEBHOOK_EVENTS = int(os.environ.get("BENCH_WEBHOOK_EVENTS", "300"))
+# Webhooks carry events of a pemda the subscriber (an admin of 35.15) oversees: order approvals.
+WEBHOOK_TYPE = "bejo.orders.order.approved.v1"
 
 
 def approved(n: int) -> Envelope:
@@ -171,13 +174,11 @@ async def run() -> None:
         async with aiohttp.ClientSession() as http:
             async with http.post(
                 base + "/api/v1/webhooks",
-                json={"url": hook_url, "secret": "bench-secret-0123456789", "event_types": ["bejo.bench.#"]},
+                json={"url": hook_url, "secret": "bench-secret-0123456789", "event_types": [WEBHOOK_TYPE]},
                 headers={"Authorization": f"Bearer {admin}"},
             ) as reply:
                 assert reply.status == 201, await reply.text()
-            hooks = [
-                Envelope(source="bejo/bench", type="bejo.bench.tick.v1", data={"n": n}) for n in range(WEBHOOK_EVENTS)
-            ]
+            hooks = [approved(100_000 + n) for n in range(WEBHOOK_EVENTS)]
             receiver.expected = WEBHOOK_EVENTS
             t0 = time.perf_counter()
             for i in range(0, len(hooks), 200):
@@ -203,7 +204,7 @@ async def run() -> None:
 
             if webhook_rate / raw_rate < 0.3:
                 # Below the goal: the same deliveries again, fewer, with the service under the profiler.
-                extra = [Envelope(source="bejo/bench", type="bejo.bench.tick.v1", data={"n": n}) for n in range(100)]
+                extra = [approved(200_000 + n) for n in range(100)]
                 receiver.count, receiver.expected = 0, len(extra)
                 receiver.done.clear()
                 profiler = Profiler(interval=0.001, async_mode="enabled")
