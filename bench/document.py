@@ -70,6 +70,8 @@ def machine() -> list[str]:
         f"- CPU: {cpu or platform.processor()}, {os.cpu_count()} cores; memory {mem_kb / 1024 / 1024:.1f} GiB",
         f"- {platform.system()} {platform.release()}; Python {platform.python_version()}",
         f"- {nginx_version.replace('nginx version: ', '')}; wrk {wrk.replace('wrk ', '')}",
+        # Everything else running shows here: figures taken at a load above the core count are noisy.
+        "- load average when the report was written: " + ", ".join(f"{x:.1f}" for x in os.getloadavg()),
     ]
 
 
@@ -106,6 +108,10 @@ def write(repo: Path, report: Report, started_at: datetime, seconds: float, log:
     findings = repo / "bench" / "findings.md"
     if findings.exists():
         lines += ["", findings.read_text().strip()]
+    plots = [a for a in report.artefacts if a.endswith(".png")]
+    if plots:
+        lines += ["", "## The Harbolnas scenario's queues", ""]
+        lines += [f"![queue depths during the Harbolnas scenario]({Path(a).name})" for a in plots]
     if report.profiles:
         lines += ["", "## Profiles of this run", ""]
         lines += ["Taken by the benchmarks themselves (pyinstrument) when a figure missed its goal.", ""]
