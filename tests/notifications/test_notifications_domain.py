@@ -52,7 +52,7 @@ def _keys(event_type: str, data: dict[str, object]) -> list[tuple[str, str]]:
 def test_routing_sends_each_event_to_the_parties_named_in_the_spec() -> None:
     by_type = {e.TYPE: e.model_dump(mode="json") for e in sample_events("1")}
     pp, ppk, provider = "user:pp-1", "user:ppk-1", "provider:prov-1"
-    bendahara = "role:bendahara@satker:35.15.dinkes"
+    bendahara = "role:bendahara@pemda:35.15@satker:35.15.dinkes"
     expected = {
         "bejo.orders.order.reserved.v1": [(ppk, "ppk"), (provider, "provider")],
         "bejo.orders.order.approved.v1": [(pp, "pp"), (provider, "provider")],
@@ -87,12 +87,22 @@ def test_every_routed_type_is_a_contract_event() -> None:
 
 
 def test_tokens_answer_to_their_sub_and_their_audiences() -> None:
-    assert domain.recipients_of_user("b1", "bendahara", "35.15.dinkes", None) == [
+    assert domain.recipients_of_user("b1", "bendahara", "35.15", "35.15.dinkes", None) == [
         "user:b1",
-        "role:bendahara@satker:35.15.dinkes",
+        "role:bendahara@pemda:35.15@satker:35.15.dinkes",
     ]
-    assert domain.recipients_of_user("u9", "penyedia", None, "prov-1") == ["user:u9", "provider:prov-1"]
-    assert domain.recipients_of_user("a1", "admin", None, None) == ["user:a1"]
+    assert domain.recipients_of_user("u9", "penyedia", "35.15", None, "prov-1") == ["user:u9", "provider:prov-1"]
+    assert domain.recipients_of_user("a1", "admin", "35", None, None) == ["user:a1"]
+
+
+def test_a_satker_code_reused_in_another_pemda_is_another_audience() -> None:
+    """Every kabupaten has a `dinkes`: the bendahara of one must not read the other's invoices."""
+    sidoarjo = domain.recipients_of_user("b1", "bendahara", "35.15", "dinkes", None)[1]
+    serang = domain.recipients_of_user("b2", "bendahara", "36.03", "dinkes", None)[1]
+    assert sidoarjo != serang
+    issued = "bejo.payments.invoice.issued.v1"
+    assert [r.key for r in domain.recipients_for(issued, {"satker": "dinkes", "pemda": "36.03"})] == [serang]
+    assert domain.recipients_for(issued, {"satker": "dinkes"}) == []  # no pemda: no audience to reach
 
 
 @pytest.mark.parametrize("locale", ["id", "en"])

@@ -212,18 +212,6 @@ def cases() -> Iterator[Case]:
 
 CASES = list(cases())
 
-# Defects the matrix finds today. Each is marked where it strikes (strict: a fix makes the mark fail,
-# so it is removed with the fix).
-AUDIENCE_SATKER_ONLY = (
-    "defect: notifications audience key role:<role>@satker:<satker> (bejo_notifications.domain) names no "
-    "pemda, so the bendahara of 35.15 'dinkes' and of 36.03 'dinkes' get each other's invoice_issued and "
-    "va_issued notices (invoice number, amount, VA)"
-)
-
-
-def _xfail(reason: str | None) -> list[Any]:
-    return [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
-
 
 def _params() -> list[Any]:
     return [pytest.param(case, id=case.id) for case in CASES]
@@ -370,11 +358,7 @@ def _subjects(world: World) -> dict[str, Obj]:
 
 @pytest.mark.parametrize(
     "key",
-    [
-        pytest.param(key, marks=_xfail(AUDIENCE_SATKER_ONLY if key in ("bdh_a1", "bdh_b1") else None))
-        for key in PEOPLE
-        if CAST[key].role != "anonymous"
-    ],
+    [pytest.param(key) for key in PEOPLE if CAST[key].role != "anonymous"],
 )
 def test_inbox_holds_only_what_the_reader_may_see(world: tuple[LivePlatform, World], key: str) -> None:
     live, built = world

@@ -86,9 +86,10 @@ def user_recipient(sub: str) -> str:
     return f"user:{sub}"
 
 
-def satker_role_recipient(role: str, satker: str) -> str:
-    """Everyone holding `role` in a satker, e.g. its bendahara."""
-    return f"role:{role}@satker:{satker}"
+def satker_role_recipient(role: str, pemda: str, satker: str) -> str:
+    """Everyone holding `role` in a satker, e.g. its bendahara. Satker codes are unique only within
+    their pemda (every kabupaten has a `dinkes`), so the key names both."""
+    return f"role:{role}@pemda:{pemda}@satker:{satker}"
 
 
 def provider_recipient(provider_id: str) -> str:
@@ -99,11 +100,11 @@ def provider_recipient(provider_id: str) -> str:
 BUYER_ROLES = frozenset({"pp", "ppk", "bendahara"})
 
 
-def recipients_of_user(sub: str, role: str, satker: str | None, provider_id: str | None) -> list[str]:
+def recipients_of_user(sub: str, role: str, pemda: str, satker: str | None, provider_id: str | None) -> list[str]:
     """The recipient keys a verified token answers to: its own sub plus the audiences it belongs to."""
     keys = [user_recipient(sub)]
     if role in BUYER_ROLES and satker:
-        keys.append(satker_role_recipient(role, satker))
+        keys.append(satker_role_recipient(role, pemda, satker))
     if role == "penyedia" and provider_id:
         keys.append(provider_recipient(provider_id))
     return keys
@@ -183,8 +184,8 @@ def _recipient_key(role: RecipientRole, data: Mapping[str, Any]) -> str | None:
         return user_recipient(sub)
     if role == "provider" and (provider_id := field("provider_id")):
         return provider_recipient(provider_id)
-    if role == "bendahara" and (satker := field("satker")):
-        return satker_role_recipient("bendahara", satker)
+    if role == "bendahara" and (satker := field("satker")) and (pemda := field("pemda")):
+        return satker_role_recipient("bendahara", pemda, satker)
     return None
 
 

@@ -3,7 +3,7 @@ indexes for the queries it runs (created at start-up).
 
 - `notifications`: in-app entries, `_id` derived from (event, recipient) so each is inserted once;
   per-reader read marks live in the entry (`reads.<member key>`). Listed by recipient, newest first.
-- `contacts` (`_id = user:<sub>`) and `audiences` (`_id = provider:<id>` / `role:bendahara@satker:<s>`:
+- `contacts` (`_id = user:<sub>`) and `audiences` (`_id = provider:<id>` / `role:bendahara@pemda:<p>@satker:<s>`:
   an official address and the members who registered one): read by `_id` only.
 - `emails`: every e-mail (content, outcome), `_id` derived from (event, address); it is its own
   work item while unsent (see `work_queue`).

@@ -78,7 +78,7 @@ class Directory:
         # Join the audiences the token belongs to, so mail to e.g. a satker's bendahara reaches this
         # user. Each member is its own field, so members registering at once never overwrite each other.
         member = {"sub": user.sub, "email": address, "locale": locale}
-        for key in domain.recipients_of_user(user.sub, user.role, user.satker, user.provider_id)[1:]:
+        for key in domain.recipients_of_user(user.sub, user.role, user.pemda, user.satker, user.provider_id)[1:]:
             await self._store.audiences.update_one(
                 {"_id": key}, {"$set": {f"members.{domain.member_key(user.sub)}": member}}, upsert=True
             )
@@ -177,7 +177,7 @@ class Inbox:
 
 
 def _keys(user: Principal) -> list[str]:
-    return domain.recipients_of_user(user.sub, user.role, user.satker, user.provider_id)
+    return domain.recipients_of_user(user.sub, user.role, user.pemda, user.satker, user.provider_id)
 
 
 def _read_field(sub: str) -> str:
