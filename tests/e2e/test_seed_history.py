@@ -7,6 +7,7 @@ from collections import Counter
 from datetime import UTC, date, datetime
 from typing import Any
 
+import aio_pika
 import pytest
 
 from bejo_catalog.seed import PEMDAS, generate
@@ -63,6 +64,21 @@ async def test_history_through_the_sagas_reproduces_its_table(amqp_url: str, mon
     assert {r["period"]: (r["orders"], r["transaction_value"]) for r in stats["by_period"]} == plan["by_period"]
     assert {c["category"]: c["transaction_value"] for c in stats["by_category"]} == plan["by_category"]
     assert any("orders/s" in line for line in lines)  # progress with its rate
+
+
+async def test_history_refuses_while_the_services_consume(amqp_url: str, unique: str) -> None:
+    """Running services would take half of the events under today's clock: it must not start."""
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(f"t{unique}.orders.catalog-events", auto_delete=True)
+
+        async def take(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            await message.ack()
+
+        await queue.consume(take)
+        with pytest.raises(Refused, match="services are running"):
+            await run(orders=1, value=1_000_000, namespace=f"t{unique}.", report=lambda _: None)
 
 
 async def test_history_refuses_production(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
-import math
 import random
 import sys
 import time
@@ -551,6 +550,7 @@ async def run(
     report: Callable[[str], None] = print,
     concurrency: int = 24,
     catalog_size: tuple[int, int, int] | None = None,
+    catalog_random_seed: int | None = None,
 ) -> dict[str, Any]:
     """Seed the catalog if it is empty, then drive the year's orders; returns the plan's table and
     the stats the services then answer."""
@@ -605,9 +605,16 @@ async def run(
             catalog_seed.DEFAULT_PRODUCTS,
             catalog_seed.DEFAULT_PROMOTIONS,
         )
-        await catalog_seed.seed(
-            settings["catalog"], providers=providers, products=products_, promotions=promotions, report=report
+        seeded = await catalog_seed.seed(
+            settings["catalog"],
+            providers=providers,
+            products=products_,
+            promotions=promotions,
+            random_seed=catalog_random_seed or catalog_seed.DEFAULT_RANDOM_SEED,
+            report=report,
         )
+        if seeded is None:
+            report("  the history uses the catalog as it is")
         await platform.start("catalog", catalog_app.build(settings["catalog"]))
         await platform.start("payments", payments_app.build(settings["payments"]))
         await platform.start("notifications", notifications_app.build(settings["notifications"]))
@@ -664,7 +671,16 @@ async def _wait_for_read_model(settings: Any, product_ids: set[str], report: Cal
 
 def command(args: argparse.Namespace) -> int:
     try:
-        result = asyncio.run(run(scale=args.scale, random_seed=args.history_seed, concurrency=args.concurrency))
+        result = asyncio.run(
+            run(
+                scale=args.scale,
+                random_seed=args.history_seed,
+                concurrency=args.concurrency,
+                # used only when the catalog is empty and seeded first
+                catalog_size=(args.providers, args.products, args.promotions),
+                catalog_random_seed=args.random_seed,
+            )
+        )
     except Refused as exc:
         print(f"bejo seed --history: {exc}", file=sys.stderr)
         return 1
@@ -674,7 +690,9 @@ def command(args: argparse.Namespace) -> int:
     largest = next(iter(plan["by_category"]))
     print(f"largest category: {largest}; months: " + ", ".join(f"{k} {v[0]:,}" for k, v in plan["by_period"].items()))
     ok = (plan["orders"], plan["transaction_value"]) == (stats["orders"], stats["transaction_value"])
-    return 0 if ok and not math.isnan(result["seconds"]) else 1
+    if not ok:
+        print("bejo seed --history: the stats do not show the planned figures", file=sys.stderr)
+    return 0 if ok else 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
