@@ -17,7 +17,8 @@ from bejo_contracts.payments import InvoiceFigures, InvoiceIssued, PaymentSuccee
 from bejo_gateway import rbac, routing
 from bejo_kit.auth import Principal
 from bejo_kit.outbox import WITHOUT_OUTBOX
-from bejo_orders.redflags import INDICATORS, RedFlagSettings
+from bejo_orders.redflags import INDICATORS
+from bejo_orders.settings import RedFlagSettings
 
 pytestmark = pytest.mark.integration
 

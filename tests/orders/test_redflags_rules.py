@@ -7,8 +7,8 @@ from typing import Any
 
 from bejo_orders import redflags
 from bejo_orders.domain import Order
-from bejo_orders.redflags import RedFlagSettings
 from bejo_orders.rules import Caps
+from bejo_orders.settings import RedFlagSettings
 
 T0 = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)  # Tuesday 10:00 WIB
 S = RedFlagSettings()

@@ -13,7 +13,6 @@ from bejo_kit.mongo import utcnow
 from . import ocds
 from .checkout import IDEMPOTENCY_HEADER
 from .domain import Action
-from .redflags import RedFlagList, RedFlagQuery
 from .service import OrdersService
 from .views import (
     CheckoutView,
@@ -25,6 +24,8 @@ from .views import (
     OrderView,
     PlaceOrder,
     ReasonIn,
+    RedFlagList,
+    RedFlagQuery,
     ReleasePackage,
     ShipIn,
     Stats,

@@ -18,7 +18,7 @@ from bejo_kit.bus import Bus
 from bejo_kit.errors import Conflict, ValidationProblem
 from bejo_kit.mongo import Document, utcnow
 
-from . import domain, redflags, rules
+from . import auditing, domain, rules
 from .domain import Caller, Order
 from .repository import Repository
 from .settings import OrdersSettings
@@ -64,7 +64,7 @@ class Checkout:
             # kept for the auditors' separation-of-duties indicator before it is refused
             estimate = sum(f.unit_price * line.quantity for line in body.lines if (f := facts.get(line.product_id)))
             await self.repo.record_attempt(
-                redflags.attempt(
+                auditing.attempt(
                     "sod_same_person_checkout",
                     pemda=principal.pemda,
                     satker=principal.satker,

@@ -2,38 +2,32 @@
 
 Computed on request from the orders service's own state: the orders with their append-only
 history, the catalog's product snapshots (category, HET) and the refused attempts recorded when
-a rule turned a request or an event away. The indicator functions are pure; `RedFlags` loads the
-data of one pemda subtree and period and pages the flags, newest first.
+a rule turned a request or an event away. This module is pure: the indicators and their
+thresholds. `auditing.RedFlags` loads the data of one pemda subtree and period and pages the flags.
 """
 
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from statistics import median
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field
 
 from bejo_contracts.catalog import ProductSnapshot
 from bejo_contracts.common import WIB
-from bejo_contracts.pemda import covers
-from bejo_kit.auth import Principal
-from bejo_kit.errors import Forbidden, ValidationProblem
-from bejo_kit.mongo import Document, utcnow
-from bejo_kit.paging import decode_cursor, encode_cursor
+from bejo_kit.mongo import Document
 
 from . import rules
 from .domain import Order
+from .settings import RedFlagSettings
 
 if TYPE_CHECKING:
-    from .repository import Repository
-    from .settings import OrdersSettings
+    pass
 
 Indicator = Literal[
     "split_purchase",
@@ -63,37 +57,6 @@ ATTEMPT_INDICATOR: dict[str, Indicator] = {
     "sod_not_order_ppk": "separation_of_duties",
     "money_without_bast": "out_of_sequence_money",
 }
-
-
-class RedFlagSettings(BaseSettings):
-    """Thresholds of the indicators (environment variables prefixed ORDERS_REDFLAG_)."""
-
-    model_config = SettingsConfigDict(env_prefix="ORDERS_REDFLAG_", extra="ignore")
-
-    # split purchases: orders of one satker to one provider, each within `split_near_cap` of a cap
-    # (between that fraction of the cap and the cap), at least `split_min_orders` of them within
-    # `split_window_hours`, together over the cap. The toko daring per-transaction cap is checked
-    # besides the payment method's cap.
-    split_window_hours: float = Field(7 * 24, gt=0)
-    split_near_cap: float = Field(0.8, gt=0, lt=1)
-    split_min_orders: int = Field(2, ge=2)
-    toko_daring_cap: int = Field(50_000_000, ge=1)
-    # supplier concentration: one provider over this share of a satker's or pemda's paid spend in
-    # the period, once the satker or pemda has at least `concentration_min_orders` paid orders
-    concentration_share: float = Field(0.5, gt=0, lt=1)
-    concentration_min_orders: int = Field(5, ge=2)
-    # price outliers: a unit price over `price_factor` x the median of its category's ordered unit
-    # prices in the period, once the category has at least `price_min_samples` order lines
-    price_factor: float = Field(3.0, gt=1)
-    price_min_samples: int = Field(5, ge=3)
-    # off-hours approvals: Surat Pesanan or BAST signed on a day that is not a working day (0 =
-    # Monday, WIB), on a listed holiday, or outside working hours when they are set
-    working_days: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])
-    holidays: list[date] = Field(default_factory=list)
-    work_start_hour: int | None = Field(None, ge=0, le=23)
-    work_end_hour: int | None = Field(None, ge=1, le=24)
-    # at most this many orders are examined per request (newest first); the summary says when cut
-    max_orders: int = Field(50_000, ge=1)
 
 
 RULES: dict[Indicator, str] = {
@@ -134,20 +97,6 @@ def rule_text(indicator: Indicator, s: RedFlagSettings) -> str:
     )
 
 
-# -- API models -----------------------------------------------------------------------------------
-
-
-class RedFlagQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    pemda: str | None = Field(default=None, max_length=50, description="a pemda code within the caller's; and below")
-    from_: date | None = Field(default=None, alias="from", description="orders placed on or after (ISO date, WIB)")
-    to: date | None = Field(default=None, description="orders placed on or before (ISO date, WIB)")
-    indicator: Indicator | None = Field(default=None, description="only this indicator")
-    cursor: str | None = Field(default=None, max_length=500, description="opaque, from `next_cursor`")
-    limit: int = Field(default=50, ge=1, le=200)
-
-
 class RedFlag(BaseModel):
     id: str = Field(description="stable for the same evidence")
     indicator: Indicator
@@ -159,21 +108,6 @@ class RedFlag(BaseModel):
     amount: int | None = Field(description="integer rupiah: the sum the flag is about")
     at: datetime = Field(description="when it happened (the latest order or attempt involved)")
     evidence: dict[str, Any]
-
-
-class IndicatorSummary(BaseModel):
-    indicator: Indicator
-    rule: str
-    examined: int = Field(description="orders, order lines, groups or attempts the rule looked at")
-    flags: int
-
-
-class RedFlagList(BaseModel):
-    items: list[RedFlag]
-    next_cursor: str | None
-    summary: list[IndicatorSummary]
-    orders_examined: int
-    truncated: bool = Field(description="more orders than the examination bound; narrow the pemda or period")
 
 
 # -- the indicators (pure) ------------------------------------------------------------------------
@@ -500,95 +434,3 @@ def attempt_flags(attempts: list[Document], s: RedFlagSettings) -> dict[Indicato
             )
         )
     return found
-
-
-# -- the use case ---------------------------------------------------------------------------------
-
-
-def attempt(
-    kind: str,
-    *,
-    pemda: str,
-    satker: str | None,
-    actor_sub: str,
-    role: str,
-    order_ids: list[str] | None = None,
-    provider_id: str | None = None,
-    amount: int | None = None,
-    at: datetime | None = None,
-    attempt_id: str | None = None,
-    **detail: Any,
-) -> Document:
-    """A refused attempt as stored: recorded by the rule that refused it, for the auditors. An
-    `attempt_id` derived from an event id keeps a redelivered event from being counted twice."""
-    return {
-        "_id": attempt_id or uuid.uuid4().hex,
-        "kind": kind,
-        "pemda": pemda,
-        "satker": satker,
-        "provider_id": provider_id,
-        "order_ids": order_ids or [],
-        "amount": amount,
-        "at": at or utcnow(),
-        "detail": {"actor_sub": actor_sub, "role": role, **detail},
-    }
-
-
-class RedFlags:
-    def __init__(self, repo: Repository, settings: OrdersSettings) -> None:
-        self.repo = repo
-        self.settings = settings
-
-    async def list_flags(self, principal: Principal, query: RedFlagQuery) -> RedFlagList:
-        s = self.settings.redflags
-        within = query.pemda or principal.pemda
-        if not covers(principal.pemda, within):
-            raise Forbidden(
-                f"pemda {within} is outside the caller's pemda {principal.pemda}", code="pemda_out_of_scope"
-            )
-        created = rules.wib_day_bounds(query.from_, query.to)
-        orders = await self.repo.orders_for_audit(within=within, created=created, limit=s.max_orders + 1)
-        truncated = len(orders) > s.max_orders
-        orders = orders[: s.max_orders]
-        attempts = await self.repo.attempts(within=within, at=created)
-        product_ids = sorted({line.product_id for o in orders for line in o.lines})
-        products = await self.repo.get_products(product_ids) if product_ids else {}
-
-        outliers, above = price_flags(orders, products, s)
-        found: dict[Indicator, Found] = {
-            "split_purchase": split_purchases(orders, self.settings.caps, s),
-            "supplier_concentration": supplier_concentration(orders, s),
-            "price_outlier": outliers,
-            "above_het": above,
-            "separation_of_duties": separation_of_duties(orders, s),
-            "out_of_sequence_money": out_of_sequence_money(orders, s),
-            "off_hours_approval": off_hours_approvals(orders, s),
-        }
-        for indicator, refused in attempt_flags(attempts, s).items():
-            found[indicator].flags.extend(refused.flags)
-            found[indicator].examined += refused.examined
-        summary = [
-            IndicatorSummary(indicator=i, rule=rule_text(i, s), examined=found[i].examined, flags=len(found[i].flags))
-            for i in INDICATORS
-        ]
-        wanted = [query.indicator] if query.indicator else list(INDICATORS)
-        flags = sorted((f for i in wanted for f in found[i].flags), key=lambda f: (f.at, f.id), reverse=True)
-        if (position := _position(query.cursor)) is not None:
-            flags = [f for f in flags if (f.at, f.id) < position]
-        page = flags[: query.limit]
-        next_cursor = None
-        if len(flags) > query.limit:
-            next_cursor = encode_cursor({"at": page[-1].at.isoformat(), "id": page[-1].id})
-        return RedFlagList(
-            items=page, next_cursor=next_cursor, summary=summary, orders_examined=len(orders), truncated=truncated
-        )
-
-
-def _position(cursor: str | None) -> tuple[datetime, str] | None:
-    position = decode_cursor(cursor)
-    if position is None:
-        return None
-    try:
-        return datetime.fromisoformat(position["at"]), str(position["id"])
-    except (KeyError, TypeError, ValueError):
-        raise ValidationProblem.field("cursor", "malformed cursor; pass back next_cursor") from None

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from bejo_kit.bus import Bus
 
+from .auditing import RedFlags
 from .checkout import Checkout
 from .queries import Queries
-from .redflags import RedFlags
 from .repository import Repository
 from .settings import OrdersSettings
 from .transitions import Transitions

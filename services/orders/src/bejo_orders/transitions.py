@@ -23,7 +23,7 @@ from bejo_kit.errors import Conflict, NotFound
 from bejo_kit.logging import get_logger
 from bejo_kit.mongo import utcnow
 
-from . import domain, redflags, rules
+from . import auditing, domain, rules
 from .domain import SYSTEM_CALLER, Action, Caller, Order
 from .repository import Repository
 from .settings import OrdersSettings
@@ -100,7 +100,7 @@ class Transitions:
         if kind == "sod_not_order_ppk" and principal is not None and principal.sub == order.pp_id:
             kind = "sod_self_approval"  # the PP who placed it, holding a PPK token: acting on their own order
         await self.repo.record_attempt(
-            redflags.attempt(
+            auditing.attempt(
                 kind,
                 pemda=order.pemda,
                 satker=order.satker,

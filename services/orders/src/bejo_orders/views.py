@@ -12,6 +12,7 @@ from bejo_contracts.orders import OrderLine, OrderStatus
 
 from .domain import HistoryEntry, Order
 from .ocds import Publication
+from .redflags import Indicator, RedFlag
 
 
 class CartLineIn(BaseModel):
@@ -207,3 +208,32 @@ class OcdsPolicy(BaseModel):
                 "(BAST, payment, completion, refund, cancellation) adds a release. Published as it happens.",
             ],
         )
+
+
+# -- red flags -----------------------------------------------------------------------------------
+
+
+class RedFlagQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pemda: str | None = Field(default=None, max_length=50, description="a pemda code within the caller's; and below")
+    from_: date | None = Field(default=None, alias="from", description="orders placed on or after (ISO date, WIB)")
+    to: date | None = Field(default=None, description="orders placed on or before (ISO date, WIB)")
+    indicator: Indicator | None = Field(default=None, description="only this indicator")
+    cursor: str | None = Field(default=None, max_length=500, description="opaque, from `next_cursor`")
+    limit: int = Field(default=50, ge=1, le=200)
+
+
+class IndicatorSummary(BaseModel):
+    indicator: Indicator
+    rule: str
+    examined: int = Field(description="orders, order lines, groups or attempts the rule looked at")
+    flags: int
+
+
+class RedFlagList(BaseModel):
+    items: list[RedFlag]
+    next_cursor: str | None
+    summary: list[IndicatorSummary]
+    orders_examined: int
+    truncated: bool = Field(description="more orders than the examination bound; narrow the pemda or period")
