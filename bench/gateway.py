@@ -38,6 +38,8 @@ CONNECTIONS = int(os.environ.get("BENCH_GATEWAY_CONNECTIONS", "64"))
 WARMUP_SECONDS = 1
 SECONDS = int(os.environ.get("BENCH_GATEWAY_SECONDS", "5"))
 PAYLOAD = b'{"id":"o-1","status":"approved","total":2615000,"pemda":"35.15"}'
+# A 16 KiB order-like JSON body: relayed as bytes, never parsed (the body lever).
+POST_BODY = '{"lines":[' + ",".join(f'{{"product_id":"prd-{n:05d}","quantity":{n % 7 + 1}}}' for n in range(400)) + "]}"
 GOAL = 0.5  # x nginx with the same number of workers
 REPO = Path(__file__).resolve().parent.parent
 LOG_DIR = Path(os.environ.get("BENCH_LOG_DIR", REPO / ".state" / "bench"))
@@ -160,6 +162,7 @@ def nginx_config(prefix: Path, body: str, workers: int) -> Path:
             events {{ worker_connections 4096; }}
             http {{
                 access_log off;
+                client_body_buffer_size 64k;
                 client_body_temp_path {prefix}/body;
                 proxy_temp_path {prefix}/proxy;
                 fastcgi_temp_path {prefix}/fastcgi;
@@ -246,12 +249,12 @@ def parse_wrk(out: str, url: str) -> tuple[float, float]:
     return rps, p99
 
 
-async def wrk(url: str, token: str | None, threads: int = 1) -> tuple[float, float]:
-    """(requests per second, p99 ms) over SECONDS after a warm-up."""
+async def wrk(url: str, token: str | None, threads: int = 1, script: str | None = None) -> tuple[float, float]:
+    """(requests per second, p99 ms) over SECONDS after a warm-up; `script`: a wrk Lua script."""
     binary = shutil.which("wrk")
     assert binary
     header = ["-H", f"Authorization: Bearer {token}"] if token else []
-    common = [binary, f"-t{threads}", f"-c{CONNECTIONS}", *header]
+    common = [binary, f"-t{threads}", f"-c{CONNECTIONS}", *header, *(["-s", script] if script else [])]
     warm = await asyncio.create_subprocess_exec(*common, f"-d{WARMUP_SECONDS}s", url, stdout=asyncio.subprocess.DEVNULL)
     await warm.wait()
     run = await asyncio.create_subprocess_exec(
@@ -372,9 +375,16 @@ async def run() -> None:
         config = nginx_config(prefix, body, workers)
         return procs.start([nginx, "-p", str(prefix), "-c", str(config), "-g", "daemon off;"])
 
-    async def measure(name: str, url: str, auth: bool = True, threads: int = 1) -> tuple[float, float]:
+    post_script = work / "post.lua"
+    post_script.write_text(
+        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [[{POST_BODY}]]\n'
+    )
+
+    async def measure(
+        name: str, url: str, auth: bool = True, threads: int = 1, post: bool = False
+    ) -> tuple[float, float]:
         await wait_ready(url, token if auth else None)
-        results[name] = await wrk(url, token if auth else None, threads)
+        results[name] = await wrk(url, token if auth else None, threads, str(post_script) if post else None)
         print(f"  {name:<44} {results[name][0]:>9.0f} req/s   p99 {results[name][1]:7.2f} ms", flush=True)
         return results[name]
 
@@ -390,6 +400,8 @@ async def run() -> None:
             port = _free_port()
             proc = start_nginx(f"proxy{workers}", proxy_block(port, upstream_port), workers)
             await measure(f"nginx reverse proxy x{workers}", f"http://127.0.0.1:{port}{PATH}", threads=workers)
+            if workers == 1:
+                await measure("nginx x1, POST 16 KiB JSON", f"http://127.0.0.1:{port}{PATH}", post=True)
             procs.stop(proc)
 
         port = _free_port()
@@ -408,6 +420,8 @@ async def run() -> None:
                 "-c", "from bejo_gateway.app import main; main()", env=gateway_env(port, upstream, workers)
             )
             await measure(f"gateway x{workers} (uvloop)", f"http://127.0.0.1:{port}{PATH}", threads=workers)
+            if workers == 1:
+                await measure("gateway x1, POST 16 KiB JSON", f"http://127.0.0.1:{port}{PATH}", post=True)
             procs.stop(proc)
 
         # The edge alternative: nginx in front of two gateway workers and the (catalog) upstream.
@@ -468,6 +482,14 @@ async def run() -> None:
         f"{rps('gateway x1 (uvloop)'):,.0f} req/s",
         baseline=f"asyncio loop: {rps('gateway x1, asyncio loop'):,.0f} req/s",
         ratio=rps("gateway x1 (uvloop)") / rps("gateway x1, asyncio loop"),
+    )
+    post_gateway, post_nginx = rps("gateway x1, POST 16 KiB JSON"), rps("nginx x1, POST 16 KiB JSON")
+    record(
+        "1",
+        "lever: bodies relayed as bytes (POST 16 KiB JSON, x1)",
+        f"{post_gateway:,.0f} req/s ({post_gateway / rps('gateway x1 (uvloop)'):.2f}x its GET)",
+        baseline=f"nginx x1 POST: {post_nginx:,.0f} req/s ({post_nginx / rps('nginx reverse proxy x1'):.2f}x its GET)",
+        ratio=post_gateway / post_nginx,
     )
     record(
         "1",
