@@ -226,3 +226,21 @@ async def test_a_phone_sees_the_figures_without_sideways_scrolling(stack: Stack)
             assert await page.locator("[data-t=value]").first.inner_text() == "Transaction value"
         finally:
             await browser.close()
+
+
+async def test_the_figures_are_computed_once_per_30_seconds_and_failures_are_not_kept(stack: Stack) -> None:
+    def asked() -> int:
+        return sum(
+            1 for path, query in stack.orders.seen if path == "/api/v1/orders/stats" and query == {"pemda": "35.78"}
+        )
+
+    async with aiohttp.ClientSession() as http:
+        answers = stack.orders.answers
+        figures = answers.pop("/api/v1/orders/stats")  # the orders service answers 404: a 502 here
+        async with http.get(stack.gateway + "/api/v1/stats?pemda=35.78") as answer:
+            assert answer.status == 502
+        answers["/api/v1/orders/stats"] = figures
+        for _ in range(3):
+            async with http.get(stack.gateway + "/api/v1/stats?pemda=35.78") as answer:
+                assert answer.status == 200
+    assert asked() == 2  # once for the failure (not kept), once for the three answers

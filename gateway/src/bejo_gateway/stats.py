@@ -1,13 +1,17 @@
 """Transparency figures: catalog's (providers, products) and orders' (orders, transaction value,
 participating pemda) composed into one public answer, in the form of the Jatim Bejo seed figures.
 
-`compose` is pure; `fetch_stats` asks both services at once.
+`compose` is pure; `fetch_stats` asks both services at once. Composed figures are kept for
+`CACHE_SECONDS` per query (and concurrent asks for one query share one computation): counting a
+year of orders takes the orders service seconds on the embedded store, and a public dashboard asks
+the same few questions over and over. An answer says when it was computed (`generated_at`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any, Self, TypeVar
@@ -266,7 +270,49 @@ async def _ask(
         raise BadGateway(f"the {upstream} service answered figures in an unexpected shape", upstream=upstream) from None
 
 
+CACHE_SECONDS = 30.0
+CACHE_ENTRIES = 256
+CacheKey = tuple[tuple[str, ...], tuple[str, ...], str | None, date | None, date | None]
+_cache: dict[CacheKey, tuple[float, asyncio.Task[TransparencyStats]]] = {}
+
+
 async def fetch_stats(
+    session: aiohttp.ClientSession,
+    candidates: Callable[[str], list[str]],
+    query: StatsQuery,
+    headers: dict[str, str],
+    timeout_seconds: float,
+    now: datetime,
+) -> TransparencyStats:
+    """The figures of `query`, computed at most once per `CACHE_SECONDS` for the same upstreams;
+    a failed computation is not kept. The computation is a task of its own, so a client that goes
+    away does not cancel it for the others waiting."""
+    catalog, orders = candidates("catalog"), candidates("orders")
+    key: CacheKey = (tuple(sorted(catalog)), tuple(sorted(orders)), query.pemda, query.from_, query.to)
+    moment = time.monotonic()
+    held = _cache.get(key)
+    if held is None or held[0] <= moment:
+        if len(_cache) >= CACHE_ENTRIES:
+            stale = [k for k, (until, _) in _cache.items() if until <= moment]
+            for k in stale or list(_cache)[: CACHE_ENTRIES // 4]:
+                _cache.pop(k, None)
+        task = asyncio.create_task(
+            _fetch_stats(session, lambda name: catalog if name == "catalog" else orders, query, headers,
+                         timeout_seconds, now)
+        )  # fmt: skip
+
+        def forget_failure(done: asyncio.Task[TransparencyStats]) -> None:
+            failed = done.cancelled() or done.exception() is not None  # (marks the exception retrieved)
+            if failed and _cache.get(key, (0.0, None))[1] is done:
+                _cache.pop(key, None)
+
+        task.add_done_callback(forget_failure)
+        held = (moment + CACHE_SECONDS, task)
+        _cache[key] = held
+    return await asyncio.shield(held[1])
+
+
+async def _fetch_stats(
     session: aiohttp.ClientSession,
     candidates: Callable[[str], list[str]],
     query: StatsQuery,

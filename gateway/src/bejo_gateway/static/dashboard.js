@@ -138,7 +138,8 @@
     syncUrl();
     $("error").hidden = true;
     var stats = getJSON("/api/v1/stats" + query({ from: state.from, to: state.to }));
-    var releases = getJSON("/api/v1/ocds/releases" + query({ limit: "100" }));
+    // every release of an order is published (about four each): 40 cover the 10 latest orders
+    var releases = getJSON("/api/v1/ocds/releases" + query({ limit: "40" }));
     var categories = Object.keys(categoryNames).length
       ? Promise.resolve(null)
       : getJSON("/api/v1/categories").then(function (body) {
