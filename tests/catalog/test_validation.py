@@ -64,12 +64,19 @@ async def test_bad_products_are_rejected_naming_the_field(catalog: Catalog) -> N
         assert status == 422, (change, problem)
         assert field_of(problem).split(".")[0] == field, (change, problem)
     product = await catalog.product("prv-a", price=95000, het=120000)
-    for change, field in [({"price": 150000}, "price"), ({"het": 50000}, "price"), ({"name": None}, "name")]:
+    patches = [
+        ({"price": 150000}, "price"),
+        ({"het": 50000}, "price"),
+        ({"name": None}, "name"),
+        ({"images": ["ftp://x"]}, "images"),
+        ({"regions": ["jatim"]}, "regions"),
+    ]
+    for change, field in patches:
         status, problem = await catalog.call(
             "PATCH", f"/api/v1/products/{product['id']}", json=change, headers=penyedia("prv-a")
         )
         assert status == 422, (change, problem)
-        assert field_of(problem) == field, (change, problem)
+        assert field_of(problem).split(".")[0] == field, (change, problem)
     status, problem = await catalog.call(
         "PATCH", f"/api/v1/products/{product['id']}", json={"stock": 1}, headers={**penyedia("prv-a"), "If-Match": "v1"}
     )
@@ -84,7 +91,7 @@ async def test_bad_providers_are_rejected_naming_the_field(catalog: Catalog) -> 
             "POST", "/api/v1/providers", json=provider_body(**change), headers=penyedia("prv-new")
         )
         assert status == 422, (change, problem)
-        assert field_of(problem) == field, (change, problem)
+        assert field_of(problem).split(".")[0] == field, (change, problem)
     await catalog.provider("prv-new", verify=False, npwp="0123456789012345", phone="0315550100")
     status, problem = await catalog.call("POST", "/api/v1/providers", json=provider_body(), headers=penyedia("prv-new"))
     assert status == 409 and problem["code"] == "already_registered"
@@ -134,4 +141,4 @@ async def test_bad_promotions_are_rejected_naming_the_field(catalog: Catalog) ->
             "POST", "/api/v1/promotions", json={**base, **change}, headers=penyedia("prv-a")
         )
         assert status == 422, (change, problem)
-        assert field_of(problem) == field, (change, problem)
+        assert field_of(problem).split(".")[0] == field, (change, problem)

@@ -213,11 +213,12 @@ async def deactivate_product(req: ApiRequest[None, None]) -> dict[str, Any]:
     return await _product_reply(service, state, provider)
 
 
-_CURSOR_SHAPES: dict[str, tuple[type, ...]] = {
-    "relevance": ((int, float), (int, float), str),  # type: ignore[dict-item]
-    "price_asc": ((int,), str),  # type: ignore[dict-item]
-    "price_desc": ((int,), str),  # type: ignore[dict-item]
-    "newest": ((int, float), str),  # type: ignore[dict-item]
+# The types each position of a sort's cursor may hold (an isinstance() class or tuple of classes).
+_CURSOR_SHAPES: dict[str, tuple[type | tuple[type, ...], ...]] = {
+    "relevance": ((int, float), (int, float), str),
+    "price_asc": ((int,), str),
+    "price_desc": ((int,), str),
+    "newest": ((int, float), str),
 }
 
 

@@ -119,6 +119,19 @@ class SuspendIn(BaseModel):
         return value.strip()
 
 
+def image_urls(value: list[str] | None) -> list[str] | None:
+    for url in value or []:
+        if not re.match(r"^https?://\S{3,2000}$", url):
+            raise ValueError(f"not an http(s) URL: {url[:80]!r}")
+    return value
+
+
+def region_codes(value: list[str] | None) -> list[str] | None:
+    for code in value or []:
+        _rule(domain.check_pemda, "regions", code)
+    return list(dict.fromkeys(value)) if value else value
+
+
 class ProductIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -137,20 +150,8 @@ class ProductIn(BaseModel):
         None, max_length=50, description="pemda codes delivered to; default: the provider's"
     )
 
-    @field_validator("images")
-    @classmethod
-    def _images(cls, value: list[str]) -> list[str]:
-        for url in value:
-            if not re.match(r"^https?://\S{3,2000}$", url):
-                raise ValueError(f"not an http(s) URL: {url[:80]!r}")
-        return value
-
-    @field_validator("regions")
-    @classmethod
-    def _regions(cls, value: list[str] | None) -> list[str] | None:
-        for code in value or []:
-            _rule(domain.check_pemda, "regions", code)
-        return list(dict.fromkeys(value)) if value else value
+    _images = field_validator("images")(classmethod(lambda cls, value: image_urls(value)))
+    _regions = field_validator("regions")(classmethod(lambda cls, value: region_codes(value)))
 
 
 NOT_NULLABLE = (
@@ -182,8 +183,8 @@ class ProductPatch(BaseModel):
     regions: list[str] | None = Field(None, min_length=1, max_length=50)
     status: Literal["active", "inactive"] | None = None
 
-    _images = field_validator("images")(ProductIn._images.__func__)  # type: ignore[attr-defined]
-    _regions = field_validator("regions")(ProductIn._regions.__func__)  # type: ignore[attr-defined]
+    _images = field_validator("images")(classmethod(lambda cls, value: image_urls(value)))
+    _regions = field_validator("regions")(classmethod(lambda cls, value: region_codes(value)))
 
     @field_validator(*NOT_NULLABLE, mode="before")
     @classmethod

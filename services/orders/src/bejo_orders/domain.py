@@ -115,7 +115,7 @@ class HistoryEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     actor_sub: str = Field(description="the `sub` of the acting user, or `system`")
-    role: str = Field(description="role of the actor when acting (`system` for saga events and timers)")
+    role: ActorRole = Field(description="role of the actor when acting (`system` for saga events and timers)")
     name: str | None = Field(default=None, description="display name of the actor")
     at: datetime
     from_status: OrderStatus | None = Field(alias="from", serialization_alias="from")
@@ -299,7 +299,7 @@ def event_for(order: Order) -> events.OrderEvent:
         total=order.total,
         from_status=last.from_status,
         status=order.status,
-        actor=Actor(sub=last.actor_sub, role=last.role, name=last.name),  # type: ignore[arg-type]
+        actor=Actor(sub=last.actor_sub, role=last.role, name=last.name),
         occurred_at=last.at,
         **extra,
     )
