@@ -91,7 +91,7 @@ async def test_bad_providers_are_rejected_naming_the_field(catalog: Catalog) -> 
             "POST", "/api/v1/providers", json=provider_body(**change), headers=penyedia("prv-new")
         )
         assert status == 422, (change, problem)
-        assert field_of(problem).split(".")[0] == field, (change, problem)
+        assert field_of(problem) == field, (change, problem)
     await catalog.provider("prv-new", verify=False, npwp="0123456789012345", phone="0315550100")
     status, problem = await catalog.call("POST", "/api/v1/providers", json=provider_body(), headers=penyedia("prv-new"))
     assert status == 409 and problem["code"] == "already_registered"
@@ -141,4 +141,4 @@ async def test_bad_promotions_are_rejected_naming_the_field(catalog: Catalog) ->
             "POST", "/api/v1/promotions", json={**base, **change}, headers=penyedia("prv-a")
         )
         assert status == 422, (change, problem)
-        assert field_of(problem).split(".")[0] == field, (change, problem)
+        assert field_of(problem) == field, (change, problem)
