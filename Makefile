@@ -15,7 +15,7 @@ export PATH := $(PATH):/usr/local/go/bin
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv infra infra-down infra-status kustomize chromium test run lint fmt typecheck bench load lock clean
+.PHONY: help venv infra infra-down infra-status kustomize chromium test test-faults run lint fmt typecheck bench load lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,11 @@ chromium:  ## install Debian's chromium (apt, as root) where missing, for the da
 
 test: venv infra kustomize chromium  ## install, start infrastructure, run every test
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Its own RabbitMQ and Mongo-wire server (ports 5673, 27018) and processes (9080-9085), started and
+# stopped by the suite: the servers of `make infra` are never touched. See docs/reliability.md.
+test-faults: venv  ## the fault suite: broker, database and process faults under a load of orders (~6 min)
+	BEJO_FAULTS=1 $(BIN)/pytest tests/faults -s -q $(PYTEST_ARGS)
 
 REPLICAS ?= 1
 
