@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import ipaddress
 import os
@@ -52,6 +53,7 @@ REPO = Path(__file__).resolve().parent.parent
 POLL = 0.3  # seconds between status polls of one saga
 STEP_WITHIN = 60.0  # a saga step waits at most this long for the saga to move on
 RABBIT_API = os.environ.get("BENCH_RABBIT_API", "http://127.0.0.1:15672/api/queues")
+RABBIT_USER = os.environ.get("BENCH_RABBIT_USER", "guest:guest")
 # The 24 regencies/cities of the data set (bejo_catalog.seed.PEMDAS, without the province).
 REGIONS = (
     "35.78", "35.15", "35.25", "35.07", "35.73", "35.79", "35.09", "35.10", "35.06", "35.71", "35.16", "35.17",
@@ -437,10 +439,10 @@ async def sample_queues(
 ) -> None:
     """Each second, the depth of the platform's queues: those of `namespace` (named without it), or
     with no namespace every queue but the benchmarks' own."""
-    auth = aiohttp.BasicAuth("guest", "guest")
+    auth = {"Authorization": "Basic " + base64.b64encode(RABBIT_USER.encode()).decode()}
     while not stop.is_set():
         try:
-            async with http.get(RABBIT_API + "?columns=name,messages", auth=auth) as answer:
+            async with http.get(RABBIT_API + "?columns=name,messages", headers=auth) as answer:
                 queues = await answer.json()
             depths = {
                 q["name"].removeprefix(namespace): int(q.get("messages") or 0)
@@ -667,6 +669,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shoppers", type=int, default=12, help="concurrent checkout sagas")
     parser.add_argument("--flash-stock", type=int, default=20)
     parser.add_argument("--plot", default=str(REPO / ".state" / "load" / "harbolnas-queues.png"))
+    parser.add_argument(
+        "--namespace", default=os.environ.get("BUS_NAMESPACE", ""), help="the platform's BUS_NAMESPACE, for the plot"
+    )
     args = parser.parse_args(argv)
     base = loopback_only(args.gateway)
     if not gateway_ready(base):
@@ -675,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
     import uvloop
 
     lines, _, _ = uvloop.run(scenario(base, args.seconds, args.max_requests, args.browsers, args.shoppers,
-                                      args.flash_stock, Path(args.plot)))  # fmt: skip
+                                      args.flash_stock, Path(args.plot), namespace=args.namespace))  # fmt: skip
     print("\n".join(lines))
     return 0
 
