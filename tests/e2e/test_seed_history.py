@@ -12,6 +12,7 @@ import pytest
 
 from bejo_catalog.seed import PEMDAS, generate
 from bejo_cli.history import ORDERS, VALUE, Product, Refused, make_plan, run, year_ending
+from bejo_gateway.stats import CatalogStats, OrderStats, StatsQuery, compose
 
 TODAY = date(2026, 12, 1)
 
@@ -64,6 +65,12 @@ async def test_history_through_the_sagas_reproduces_its_table(amqp_url: str, mon
     assert {r["period"]: (r["orders"], r["transaction_value"]) for r in stats["by_period"]} == plan["by_period"]
     assert {c["category"]: c["transaction_value"] for c in stats["by_category"]} == plan["by_category"]
     assert any("orders/s" in line for line in lines)  # progress with its rate
+    # the gateway's public figures: 24 regencies/cities, and the catalog's verified providers and listed products
+    catalog = CatalogStats.model_validate(result["catalog_stats"])
+    public = compose(catalog, OrderStats.model_validate(stats), StatsQuery(), datetime.now(UTC))
+    assert public.participating_pemda == plan["participating_pemda"] == 24
+    assert (public.providers, public.products) == (30, 400)
+    assert public.by_category[0].category == next(iter(plan["by_category"]))
 
 
 async def test_history_refuses_while_the_services_consume(amqp_url: str, unique: str) -> None:

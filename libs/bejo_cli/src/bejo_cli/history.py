@@ -589,24 +589,22 @@ async def run(
     target = value if value is not None else round(VALUE * scale)
     start, end = year_ending(today or datetime.now(WIB).date())
     platform = Platform(kit)
-    settings = {
-        "catalog": CatalogSettings(**extra, **db("catalog")),
-        "orders": OrdersSettings(**extra, **db("orders")),
-        "payments": PaymentsSettings(**extra, **db("payments"), sandbox_enabled=True),
-        "notifications": NotificationsSettings(**extra, **db("notifications")),
-    }
+    catalog_settings = CatalogSettings(**extra, **db("catalog"))
+    orders_settings = OrdersSettings(**extra, **db("orders"))
+    payments_settings = PaymentsSettings(**extra, **db("payments"), sandbox_enabled=True)
+    notifications_settings = NotificationsSettings(**extra, **db("notifications"))
     # The day before the year starts: the catalog (seeded if empty) is there before the first order.
     with time_machine.travel(
         datetime(start.year, start.month, start.day, 7, tzinfo=WIB) - timedelta(days=1)
     ) as traveller:
-        await platform.start("orders", orders_app.build(settings["orders"]))  # takes the seed's announcements
+        await platform.start("orders", orders_app.build(orders_settings))  # takes the seed's announcements
         providers, products_, promotions = catalog_size or (
             catalog_seed.DEFAULT_PROVIDERS,
             catalog_seed.DEFAULT_PRODUCTS,
             catalog_seed.DEFAULT_PROMOTIONS,
         )
         seeded = await catalog_seed.seed(
-            settings["catalog"],
+            catalog_settings,
             providers=providers,
             products=products_,
             promotions=promotions,
@@ -615,9 +613,9 @@ async def run(
         )
         if seeded is None:
             report("  the history uses the catalog as it is")
-        await platform.start("catalog", catalog_app.build(settings["catalog"]))
-        await platform.start("payments", payments_app.build(settings["payments"]))
-        await platform.start("notifications", notifications_app.build(settings["notifications"]))
+        await platform.start("catalog", catalog_app.build(catalog_settings))
+        await platform.start("payments", payments_app.build(payments_settings))
+        await platform.start("notifications", notifications_app.build(notifications_settings))
         try:
             async with aiohttp.ClientSession() as http:
                 products = orderable_products(await feed_items(platform, http))
@@ -632,7 +630,7 @@ async def run(
                 end=end,
                 random_seed=random_seed,
             )
-            await _wait_for_read_model(settings["orders"], {o.product.id for o in plan.orders}, report)
+            await _wait_for_read_model(orders_settings, {o.product.id for o in plan.orders}, report)
             table = plan.table()
             report(
                 f"history {start} .. {end}: {table['orders']:,} orders, Rp {table['transaction_value']:,}, "
@@ -644,11 +642,13 @@ async def run(
             async with (
                 aiohttp.ClientSession() as http,
                 http.get(platform.urls["orders"] + "/api/v1/orders/stats") as answer,
+                http.get(platform.urls["catalog"] + "/api/v1/catalog/stats") as catalog_answer,
             ):
                 stats = await answer.json()
+                catalog_stats = await catalog_answer.json()
         finally:
             await platform.stop()
-    return {"plan": table, "stats": stats, "seconds": elapsed}
+    return {"plan": table, "stats": stats, "catalog_stats": catalog_stats, "seconds": elapsed}
 
 
 async def _wait_for_read_model(settings: Any, product_ids: set[str], report: Callable[[str], None]) -> None:
@@ -687,6 +687,8 @@ def command(args: argparse.Namespace) -> int:
     plan, stats = result["plan"], result["stats"]
     print(f"planned: {plan['orders']:,} orders, Rp {plan['transaction_value']:,}")
     print(f"stats:   {stats['orders']:,} orders, Rp {stats['transaction_value']:,}")
+    catalog = result["catalog_stats"]
+    print(f"catalog: {catalog['providers']:,} verified providers, {catalog['products']:,} listed products")
     largest = next(iter(plan["by_category"]))
     print(f"largest category: {largest}; months: " + ", ".join(f"{k} {v[0]:,}" for k, v in plan["by_period"].items()))
     ok = (plan["orders"], plan["transaction_value"]) == (stats["orders"], stats["transaction_value"])
