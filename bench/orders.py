@@ -137,11 +137,11 @@ class Bench:
         await self.observer.start_consuming()
         # Each replica is its own app: its own Mongo client, bus connection, relay and consumers.
         for _ in range(self.replicas):
-            for build, settings, urls in (
-                (build_catalog, self.catalog_settings, self.catalog_urls),
-                (build_orders, self.orders_settings, self.orders_urls),
+            for app, urls in (
+                (build_catalog(self.catalog_settings), self.catalog_urls),
+                (build_orders(self.orders_settings), self.orders_urls),
             ):
-                runner, base = await serve(build(settings))  # type: ignore[operator]
+                runner, base = await serve(app)
                 self.runners.append(runner)
                 urls.append(base)
 

@@ -30,7 +30,8 @@ from bejo_kit.bus import Bus, IncomingEvent
 from bejo_payments import api
 from bejo_payments.access import TOKEN_PATH
 from bejo_payments.app import build
-from bejo_payments.sandbox import CALLBACK_PATH, obtain_access_token, payment_notification, signed_headers
+from bejo_payments.callbacks import CALLBACK_PATH
+from bejo_payments.sandbox import obtain_access_token, payment_notification, signed_headers
 from bejo_payments.settings import PaymentsSettings
 from bejo_payments.snap import format_timestamp
 from bench.report import profile as bench_profile
