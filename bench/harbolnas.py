@@ -54,7 +54,7 @@ POLL = 0.3  # seconds between status polls of one saga
 STEP_WITHIN = 60.0  # a saga step waits at most this long for the saga to move on
 RABBIT_API = os.environ.get("BENCH_RABBIT_API", "http://127.0.0.1:15672/api/queues")
 RABBIT_USER = os.environ.get("BENCH_RABBIT_USER", "guest:guest")
-# The 24 regencies/cities of the data set (bejo_catalog.seed.PEMDAS, without the province).
+# The 24 regencies/cities of the data set (bejo_catalog.seed_tables.PEMDAS, without the province).
 REGIONS = (
     "35.78", "35.15", "35.25", "35.07", "35.73", "35.79", "35.09", "35.10", "35.06", "35.71", "35.16", "35.17",
     "35.14", "35.13", "35.04", "35.05", "35.19", "35.02", "35.24", "35.23", "35.22", "35.18", "35.08", "35.28",

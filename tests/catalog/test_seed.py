@@ -14,7 +14,8 @@ from support import serve
 
 from bejo_catalog import categories, domain
 from bejo_catalog.app import build
-from bejo_catalog.seed import PEMDAS, generate, seed
+from bejo_catalog.seed import generate, seed
+from bejo_catalog.seed_tables import PEMDAS
 from bejo_contracts.catalog import ProductUpserted
 from bejo_contracts.topology import QueueSpec
 from bejo_kit.bus import Bus, namespaced, namespaced_spec

@@ -10,7 +10,8 @@ from typing import Any
 import aio_pika
 import pytest
 
-from bejo_catalog.seed import PEMDAS, generate
+from bejo_catalog.seed import generate
+from bejo_catalog.seed_tables import PEMDAS
 from bejo_cli.history import ORDERS, VALUE, Product, Refused, make_plan, run, year_ending
 from bejo_gateway.stats import CatalogStats, OrderStats, StatsQuery, compose
 

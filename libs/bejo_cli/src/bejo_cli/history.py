@@ -339,7 +339,7 @@ async def run(
         try:
             async with aiohttp.ClientSession() as http:
                 products = orderable_products(await feed_items(platform, http))
-            from bejo_catalog.seed import PEMDAS
+            from bejo_catalog.seed_tables import PEMDAS
 
             plan = make_plan(
                 products,
