@@ -78,12 +78,22 @@ class FaultPlatform:
         started = time.monotonic()
         checkouts_before = self.driver.checkouts
         failures_before = Counter(self.gw.failures)
-        wave = asyncio.create_task(self.driver.run(plans, name))
+        fault_over = asyncio.Event()
+
+        async def load() -> None:
+            await self.driver.run(plans, name)
+            while fault is not None and not fault_over.is_set():  # the load lasts as long as the fault
+                await self.driver.run(self.plans(3), name)
+
+        wave = asyncio.create_task(load())
         if fault is not None:
-            await self.wait_in_flight(name)
-            log(f"{name}: injecting the fault with {len(self.driver.in_flight(name))} orders in flight")
-            await fault()
-            log(f"{name}: fault over")
+            try:
+                await self.wait_in_flight(name)
+                log(f"{name}: injecting the fault with {len(self.driver.in_flight(name))} orders in flight")
+                await fault()
+                log(f"{name}: fault over")
+            finally:
+                fault_over.set()
         await wave
         log(f"{name}: wave done in {time.monotonic() - started:.0f}s")
         figures = await self.settle(name)

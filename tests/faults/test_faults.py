@@ -48,9 +48,9 @@ async def test_sigkill_of_every_process_mid_saga(faults: FaultPlatform) -> None:
             await faults.processes.kill(process)
             await asyncio.sleep(1)
             await faults.processes.restart(process)
-            await asyncio.sleep(2)
+            await asyncio.sleep(1)
 
-    await faults.phase(name, faults.plans(24), fault)
+    await faults.phase(name, faults.plans(20), fault)
     assert set(faults.processes.kills) == set(PROCESSES)
 
 
