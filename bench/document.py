@@ -29,7 +29,13 @@ def _ratio(f: Figure) -> str:
     return f"{f.ratio:.2f}x" if f.ratio is not None else ""
 
 
+def by_row(figures: list[Figure]) -> list[Figure]:
+    """In the report's row order, each benchmark's figures in the order it recorded them."""
+    return sorted(figures, key=lambda f: int(f.row) if f.row.isdigit() else 99)
+
+
 def table_text(figures: list[Figure]) -> str:
+    figures = by_row(figures)
     rows = [("#", "benchmark", "figure", "baseline (same run)", "ratio", "goal", "")]
     rows += [(f.row, f.name, f.value, f.baseline, _ratio(f), f.goal, verdict(f.met)) for f in figures]
     widths = [min(60, max(len(r[i]) for r in rows)) for i in range(len(rows[0]))]
@@ -99,7 +105,7 @@ def write(repo: Path, report: Report, started_at: datetime, seconds: float, log:
         "| # | benchmark | figure | baseline (same run) | ratio | goal | verdict |",
         "|---|---|---|---|---|---|---|",
     ]
-    for f in report.figures:
+    for f in by_row(report.figures):
         name = f.name + (f" ({f.note})" if f.note else "")
         lines.append(
             f"| {f.row} | {_md(name)} | {_md(f.value)} | {_md(f.baseline)} | {_ratio(f)} | {_md(f.goal)} "
@@ -128,5 +134,5 @@ def write(repo: Path, report: Report, started_at: datetime, seconds: float, log:
 def _trim(text: str, limit: int = 60) -> str:
     """The profile's tree without the banner, at most `limit` lines."""
     body = [line for line in text.splitlines() if line.strip()]
-    start = next((i for i, line in enumerate(body) if re.match(r"^\d+\.\d+ ", line)), 0)
+    start = next((i for i, line in enumerate(body) if re.match(r"^\d+(\.\d+)?%? ", line)), 0)
     return "\n".join(body[start : start + limit])
