@@ -253,6 +253,35 @@ async def test_outbox_relay_publishes_inserted_and_updated_events(
     assert refused.id not in consumed.received
 
 
+async def test_a_failed_clear_leaves_no_batch_stuck_in_flight(
+    bus: Bus, kit_settings: KitSettings, unique: str, consumed: Consumed
+) -> None:
+    """The store fails while clearing the first of two batches (as when it restarts): both were
+    published; neither may stay marked in flight, or the sweep would skip it for the process's life."""
+    db = consumed.db
+    relay = OutboxRelay(db, ["things"], bus, kit_settings.model_copy(update={"outbox_batch_size": 1}))
+    outbox = Outbox(relay)
+    first, second = envelope_for(unique, 11), envelope_for(unique, 12)
+    await outbox.insert_one(db.things, {"_id": "t4"}, [first])
+    await outbox.insert_one(db.things, {"_id": "t5"}, [second])
+    real_clear = relay._clear
+    failures = iter([True])
+
+    async def store_fails_once(published: dict[tuple[str, str], list[dict[str, Any]]]) -> None:
+        if next(failures, False):
+            raise ConnectionError("store restarting")
+        await real_clear(published)
+
+    relay._clear = store_fails_once  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        await relay.publish_ready()
+    await wait_until(lambda: sorted(consumed.received) == sorted([first.id, second.id]))
+    assert relay._in_flight == set()
+    # The uncleared event is still marked; the sweep (no grace) publishes it again, once.
+    assert await relay.flush() == 1
+    assert await relay.backlog() == 0
+
+
 async def test_events_written_meanwhile_stay_for_the_next_pass(
     bus: Bus, kit_settings: KitSettings, unique: str, consumed: Consumed
 ) -> None:

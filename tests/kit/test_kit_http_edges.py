@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 from pydantic import BaseModel, ConfigDict
+from pymongo import AsyncMongoClient
 from support import serve
 from yarl import URL
 
 from bejo_kit.api import ApiRequest, Router
-from bejo_kit.http import create_app
+from bejo_kit.http import STORE_RETRY_AFTER_SECONDS, create_app
 
 pytestmark = pytest.mark.integration
 
@@ -70,3 +72,30 @@ async def test_no_server_version_on_any_answer(base: str) -> None:
         for path in ("/healthz", "/nowhere"):
             async with http.get(base + path) as reply:
                 assert reply.headers["Server"] == "bejo", (path, reply.headers)
+
+
+async def test_an_unreachable_database_is_a_503_with_retry_after() -> None:
+    """A store restart or failover: the request may be retried, so it is no 500."""
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        f"mongodb://127.0.0.1:{port}/", serverSelectionTimeoutMS=300
+    )
+    router = Router(tag="notes")
+
+    @router.get("/api/v1/notes/{id}", response=Note)
+    async def get_note(req: ApiRequest[None, None]) -> Note:
+        found = await client["notes"]["notes"].find_one({"_id": req.path("id")})
+        return Note(text=str(found))
+
+    app = create_app()
+    router.install(app)
+    try:
+        async with serve(app) as url, aiohttp.ClientSession() as http, http.get(url + "/api/v1/notes/n1") as reply:
+            body = await reply.json(content_type=None)
+            assert reply.status == 503, body
+            assert reply.headers["Retry-After"] == str(STORE_RETRY_AFTER_SECONDS)
+            assert reply.content_type == "application/problem+json" and body["code"] == "store_unavailable"
+    finally:
+        await client.close()

@@ -13,11 +13,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pymongo.errors import ConnectionFailure
 
 from bejo_contracts.errors import DomainError
 
 from . import context, metrics
-from .errors import Problem, problem_for
+from .errors import Problem, ServiceUnavailable, problem_for
 from .logging import get_logger
 
 log = get_logger(__name__)
@@ -87,6 +88,12 @@ async def _render_errors(
         elif exc.status == 405:
             detail = f"method {request.method} is not allowed on {request.path}"
         return problem_response(_HttpStatusProblem(exc.status, exc.reason, detail, code), headers=_allow_header(exc))
+    except ConnectionFailure as exc:
+        # The database is unreachable for a moment (a restart, a failover): nothing was decided, and
+        # the same request will work again shortly, so say so rather than 500.
+        log.warning("database unavailable", method=request.method, path=request.path, error=repr(exc))
+        unavailable = ServiceUnavailable("the database is briefly unavailable; retry shortly", code="store_unavailable")
+        return problem_response(unavailable, headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)})
     except ConnectionResetError:
         if not _client_gone(request):
             log.exception("unhandled error", method=request.method, path=request.path)
@@ -99,6 +106,8 @@ async def _render_errors(
         log.exception("unhandled error", method=request.method, path=request.path)
         return problem_response(_INTERNAL)
 
+
+STORE_RETRY_AFTER_SECONDS = 2
 
 _INTERNAL = _HttpStatusProblem(
     500,

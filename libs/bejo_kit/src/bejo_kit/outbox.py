@@ -263,11 +263,17 @@ class OutboxRelay:
             while self._ready:
                 batch = self._ready.take(self._settings.outbox_batch_size)
                 self._in_flight.update(batch)
-                published = await self._publish(batch, "settled")
+                try:
+                    published = await self._publish(batch, "settled")
+                except BaseException:
+                    self._in_flight.difference_update(batch)  # the sweep takes them
+                    raise
                 sent += sum(len(e) for e in published.values())
-                if clearing is not None:
-                    await clearing
-                clearing = asyncio.create_task(self._clear_in_flight(published))
+                # Start this batch's clear before waiting on the previous one: if that one fails,
+                # this batch still leaves `_in_flight`, where the sweep would skip it for good.
+                previous, clearing = clearing, asyncio.create_task(self._clear_in_flight(published))
+                if previous is not None:
+                    await previous
         finally:
             if clearing is not None:
                 await clearing
