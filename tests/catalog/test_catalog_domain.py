@@ -305,3 +305,41 @@ def test_a_provider_changes_status_only_along_its_state_machine() -> None:
     assert (suspended.status, suspended.status_reason, suspended.version) == ("suspended", "izin kedaluwarsa", 2)
     with pytest.raises(IllegalTransition):
         suspended.with_status("pending", None, NOW)
+
+
+def test_keyword_pages_skip_filtered_matches_beyond_the_shortlist() -> None:
+    """Most matches fail the filter (another region, no stock): paging by cursor still returns every
+    admitted match once, in rank order (the shortlist of a few pages runs out, the rest is sorted)."""
+    index = CatalogIndex()
+    index.put_provider({"_id": "prv", "name": "UD Kopi", "status": "verified", "pemda_code": "35.07"})
+    expected = []
+    for n in range(300):
+        region, stock = ("35.15", 1) if n % 37 == 0 else ("35.07", 1 if n % 2 else 0)
+        index.put_product(
+            {
+                "_id": f"p{n:03d}",
+                "provider_id": "prv",
+                "name": f"Kopi Dampit {n}",
+                "description": "",
+                "category": "makanan-minuman.kopi-teh",
+                "price": 30_000,
+                "stock": stock,
+                "regions": [region],
+                "status": "active",
+                "version": 1,
+                "created_at": NOW + timedelta(minutes=n),
+            },
+            [],
+        )
+        if region == "35.15":
+            expected.append(f"p{n:03d}")
+    expected.reverse()  # equal scores: the newest first
+    seen: list[str] = []
+    after = None
+    while True:
+        page = index.search(SearchQuery(q="kopi", region="35.15", in_stock=True, limit=2, after=after), NOW)
+        seen += [indexed.id for indexed, _ in page.items]
+        if page.next_key is None:
+            break
+        after = page.next_key
+    assert seen == expected and len(seen) == 9

@@ -54,6 +54,10 @@ class IndexedProduct:
         return offer(self.doc["price"], self.promotions, now)
 
 
+# A match with its sort key (the key ends with the product id, so no two are equal).
+_Ranked = tuple[tuple[Any, ...], IndexedProduct]
+
+
 @dataclass(frozen=True)
 class SearchQuery:
     q: str | None = None
@@ -219,25 +223,51 @@ class CatalogIndex:
         if wanted is not None:
             pools.append(set().union(*(self._by_category.get(c, set()) for c in wanted)))
         candidates: Collection[str] = min(pools, key=len) if pools else self.products.keys()
+        # The effective price (working out promotions) is needed per match only to sort or filter by
+        # price; otherwise the matches are ranked first and checked in rank order until a page is full.
+        if sort in ("price_asc", "price_desc") or query.min_price is not None or query.max_price is not None:
+            return self._ranked_by_price(query, sort, candidates, scores, wanted, now)
+        # Keys built inline (no call per match): a prefix such as `kop` matches tens of thousands.
+        found = self.products
+        keyed: list[tuple[tuple[Any, ...], IndexedProduct]]
+        if sort == "relevance":
+            score = scores or {}
+            keyed = [
+                ((-score.get(pid, 0.0), -p.created, pid), p) for pid in candidates if (p := found.get(pid)) is not None
+            ]
+        else:
+            keyed = [((-p.created, pid), p) for pid in candidates if (p := found.get(pid)) is not None]
+        if query.after is not None:
+            after = query.after
+            keyed = [entry for entry in keyed if entry[0] > after]
+        # Most matches are orderable and within the filters: rank a few pages' worth first, and all of
+        # them only when too many of those are filtered out.
+        wanted_count = query.limit + 1
+        page: list[tuple[tuple[Any, ...], IndexedProduct]] = []
+        shortlist = heapq.nsmallest(4 * wanted_count, keyed)
+        for key, indexed in _then_the_rest(shortlist, keyed):
+            if self._admits(indexed, query, scores, wanted):
+                page.append((key, indexed))
+                if len(page) == wanted_count:
+                    break
+        return self._page(page, query.limit, sort, now)
+
+    def _ranked_by_price(
+        self,
+        query: SearchQuery,
+        sort: SortOrder,
+        candidates: Collection[str],
+        scores: dict[str, float] | None,
+        wanted: set[str] | None,
+        now: datetime,
+    ) -> SearchPage:
         ranked: list[tuple[tuple[Any, ...], IndexedProduct]] = []
         for product_id in candidates:
             indexed = self.products.get(product_id)
-            if indexed is None:
-                continue
-            doc = indexed.doc
-            provider = self.providers.get(doc["provider_id"])
-            if provider is None or not is_orderable(doc["status"], provider["status"]):
-                continue
-            if (
-                (scores is not None and product_id not in scores)
-                or (query.provider_id is not None and doc["provider_id"] != query.provider_id)
-                or (wanted is not None and doc["category"] not in wanted)
-                or (query.region is not None and not delivers_to(doc["regions"], query.region))
-                or (query.in_stock and doc["stock"] <= 0)
-            ):
+            if indexed is None or not self._admits(indexed, query, scores, wanted):
                 continue
             # Most products have no promotion: their list price is the effective price.
-            price = indexed.offer(now).unit_price if indexed.promotions else int(doc["price"])
+            price = indexed.offer(now).unit_price if indexed.promotions else int(indexed.doc["price"])
             if query.min_price is not None and price < query.min_price:
                 continue
             if query.max_price is not None and price > query.max_price:
@@ -246,13 +276,33 @@ class CatalogIndex:
             if query.after is not None and key <= query.after:
                 continue
             ranked.append((key, indexed))
-        page = heapq.nsmallest(query.limit + 1, ranked, key=lambda entry: entry[0])
-        more = len(page) > query.limit
-        page = page[: query.limit]
+        return self._page(heapq.nsmallest(query.limit + 1, ranked, key=lambda entry: entry[0]), query.limit, sort, now)
+
+    def _admits(
+        self, indexed: IndexedProduct, query: SearchQuery, scores: dict[str, float] | None, wanted: set[str] | None
+    ) -> bool:
+        """Orderable, and within every filter of the query but the price."""
+        doc = indexed.doc
+        provider = self.providers.get(doc["provider_id"])
+        return not (
+            provider is None
+            or not is_orderable(doc["status"], provider["status"])
+            or (scores is not None and indexed.id not in scores)
+            or (query.provider_id is not None and doc["provider_id"] != query.provider_id)
+            or (wanted is not None and doc["category"] not in wanted)
+            or (query.region is not None and not delivers_to(doc["regions"], query.region))
+            or (query.in_stock and doc["stock"] <= 0)
+        )
+
+    @staticmethod
+    def _page(
+        ranked: list[tuple[tuple[Any, ...], IndexedProduct]], limit: int, sort: SortOrder, now: datetime
+    ) -> SearchPage:
+        """The first `limit` of the ranked matches (one more tells whether a next page exists), priced."""
+        more = len(ranked) > limit
+        page = ranked[:limit]
         return SearchPage(
-            [(indexed, indexed.offer(now)) for _, indexed in page],
-            page[-1][0] if more and page else None,
-            sort,
+            [(indexed, indexed.offer(now)) for _, indexed in page], page[-1][0] if more and page else None, sort
         )
 
     def _ordered(self, sort: SortOrder) -> tuple[list[tuple[Any, ...]], list[str]]:
@@ -356,6 +406,14 @@ class CatalogIndex:
             "products": sum(c[1] for c in per_pemda.values()),
             "by_pemda": [{"pemda": code, "providers": c[0], "products": c[1]} for code, c in sorted(per_pemda.items())],
         }
+
+
+def _then_the_rest(shortlist: list[_Ranked], everything: list[_Ranked]) -> Iterator[_Ranked]:
+    """The shortlist (the smallest keys, in order), then the rest of everything in order, sorted only
+    if the shortlist runs out."""
+    yield from shortlist
+    if len(everything) > len(shortlist):
+        yield from sorted(everything)[len(shortlist) :]
 
 
 def _sort_key(sort: SortOrder, indexed: IndexedProduct, price: int, scores: dict[str, float] | None) -> tuple[Any, ...]:
