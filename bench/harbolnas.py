@@ -47,6 +47,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
+from bejo_cli import samples
+from bejo_cli.samples import provider_body
 from bench.report import REPORT, record
 
 REPO = Path(__file__).resolve().parent.parent
@@ -246,11 +248,8 @@ async def open_market(client: Client, tokens: Tokens, tag: str, flash_stock: int
     providers = [(f"hb-{tag}-{n}", pemda) for n, pemda in enumerate(("35.78", "35.15", "35.07", "35.09"))]
     for provider_id, pemda in providers:
         seller = seller_token(tokens, provider_id, pemda)
-        await ok("POST", "/api/v1/providers", seller, {
-            "name": f"CV Harbolnas {provider_id}", "legal_entity": "CV", "nib": "1234567890123",
-            "npwp": "01.234.567.8-901.000", "pkp": True, "pemda_code": pemda, "address": "Jl. Pahlawan 1",
-            "email": f"{provider_id}@example.id", "phone": "+62315550100",
-        })  # fmt: skip
+        body = provider_body(name=f"CV Harbolnas {provider_id}", pemda_code=pemda, email=f"{provider_id}@example.id")
+        await ok("POST", "/api/v1/providers", seller, body)
         await ok("POST", f"/api/v1/providers/{provider_id}/verify", admin, {"reason": "dokumen lengkap"})
     for n, (name, price) in enumerate(LISTING):
         provider_id, pemda = providers[n % len(providers)]
@@ -293,13 +292,12 @@ def _iso(epoch: float) -> str:
 
 
 def order_body(buyer: Buyer, product: Product, quantity: int) -> dict[str, Any]:
-    return {
-        "lines": [{"product_id": product.id, "quantity": quantity}],
-        "delivery_address": f"Jl. Pahlawan 1, {buyer.satker}",
-        "rup_code": f"RUP-{buyer.pemda}-2026-0001",
-        "ppk_id": f"ppk-{buyer.satker}",
-        "payment_method": "va",
-    }
+    return samples.order_body(
+        [(product.id, quantity)],
+        delivery_address=f"Jl. Pahlawan 1, {buyer.satker}",
+        rup_code=f"RUP-{buyer.pemda}-2026-0001",
+        ppk_id=f"ppk-{buyer.satker}",
+    )
 
 
 # -- the actors --------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from pymongo import AsyncMongoClient
 
 from bejo_catalog.app import build as build_catalog
 from bejo_catalog.settings import CatalogSettings
+from bejo_cli.samples import order_body, provider_body
 from bejo_contracts.topology import QueueSpec
 from bejo_kit.auth import mint_token
 from bejo_kit.bus import Bus, IncomingEvent
@@ -162,17 +163,7 @@ class Bench:
 
     async def provider(self, http: aiohttp.ClientSession, provider_id: str) -> None:
         seller = self.token("penyedia", f"owner-{provider_id}", provider_id=provider_id)
-        provider = {
-            "name": f"CV {provider_id}",
-            "legal_entity": "CV",
-            "nib": "1234567890123",
-            "npwp": "01.234.567.8-901.000",
-            "pkp": True,
-            "pemda_code": PEMDA,
-            "address": "Jl. Raya Porong 1, Sidoarjo",
-            "email": f"{provider_id}@example.id",
-            "phone": "+62315550100",
-        }
+        provider = provider_body(name=f"CV {provider_id}", pemda_code=PEMDA, email=f"{provider_id}@example.id")
         status, body = await self.request(http, "POST", f"{self.catalog}/api/v1/providers", seller, provider)
         assert status == 201, body
         admin = self.token("admin", "biro-pbj")
@@ -207,13 +198,7 @@ class Bench:
     async def place(
         self, http: aiohttp.ClientSession, buyer: dict[str, str], product_id: str, quantity: int = 1
     ) -> tuple[int, Any]:
-        body = {
-            "lines": [{"product_id": product_id, "quantity": quantity}],
-            "delivery_address": "Jl. Pahlawan 110, Surabaya",
-            "rup_code": "RUP-35.15-2026-0001",
-            "ppk_id": "ppk-bench",
-            "payment_method": "va",
-        }
+        body = order_body([(product_id, quantity)], ppk_id="ppk-bench")
         headers = {**buyer, "Idempotency-Key": uuid.uuid4().hex}
         return await self.request(http, "POST", f"{self.orders}/api/v1/orders", headers, body)
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import aiohttp
 
+from bejo_cli.samples import order_body
 from bejo_kit.auth import mint_token
 from bejo_kit.settings import KitSettings
 
@@ -53,13 +54,7 @@ async def orderable_products(http: aiohttp.ClientSession, count: int) -> list[st
 
 
 async def checkout(http: aiohttp.ClientSession, token: str, product_id: str) -> tuple[int | str, float, str | None]:
-    body = {
-        "lines": [{"product_id": product_id, "quantity": 1}],
-        "delivery_address": "Jl. Pahlawan 1, Sidoarjo",
-        "rup_code": "RUP-35.15-2026-0001",
-        "ppk_id": "ppk-bench",
-        "payment_method": "va",
-    }
+    body = order_body([(product_id, 1)], ppk_id="ppk-bench")
     headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())}
     started = time.perf_counter()
     try:
