@@ -93,6 +93,7 @@ async def start_platform(
                 rate_limit_burst=1000,
                 environment="test",
                 log_level="WARNING",
+                access_log=False,  # a line per request would bury the test output (the fuzzer sends thousands)
             )
             gateway_spec = AppSpec("gateway", build_gateway, gateway_settings, owns_database=False)
             # The gateway stops first: `run_apps` stops what it started last first.
