@@ -3,6 +3,7 @@ real bus, and a publisher of the counterpart services' contract events."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -158,6 +159,24 @@ class Harness:
                 total=sum(line.unit_price * line.quantity for line in lines),
             )
         )
+
+
+def key() -> str:
+    """A fresh Idempotency-Key."""
+    return uuid.uuid4().hex
+
+
+def payment_fields(order: dict[str, Any], payment_id: str) -> dict[str, Any]:
+    """The fields every payment event about `order` carries (paid by virtual account)."""
+    return {
+        "payment_id": payment_id,
+        "order_id": order["id"],
+        "pemda": order["pemda"],
+        "satker": order["satker"],
+        "provider_id": order["provider_id"],
+        "provider_name": order["provider_name"],
+        "method": "va",
+    }
 
 
 def product(product_id: str, provider_id: str, price: int, **overrides: Any) -> ProductSnapshot:

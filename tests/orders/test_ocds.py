@@ -8,14 +8,13 @@ import asyncio
 import json
 import subprocess
 import sys
-import uuid
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from orders_harness import Harness
+from orders_harness import Harness, key, payment_fields
 
 from bejo_contracts.payments import (
     InvoiceFigures,
@@ -162,22 +161,6 @@ def test_ocid_prefix_is_ocds_and_six_characters() -> None:
 
 
 # -- the published package, validated ------------------------------------------------------------
-
-
-def key() -> str:
-    return uuid.uuid4().hex
-
-
-def payment_fields(order: dict[str, Any], payment_id: str) -> dict[str, Any]:
-    return {
-        "payment_id": payment_id,
-        "order_id": order["id"],
-        "pemda": order["pemda"],
-        "satker": order["satker"],
-        "provider_id": order["provider_id"],
-        "provider_name": order["provider_name"],
-        "method": "va",
-    }
 
 
 def standard_zip(tmp_path: Path) -> Path:

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from orders_harness import PEMDA, SATKER, Harness
+from orders_harness import PEMDA, SATKER, Harness, key, payment_fields
 
 from bejo_contracts.catalog import LineRejection, StockRejected
 from bejo_contracts.payments import InvoiceFigures, InvoiceIssued, PaymentSucceeded, SettlementCompleted
@@ -22,22 +21,6 @@ from bejo_kit.outbox import Outbox
 from bejo_orders.repository import Repository
 
 pytestmark = pytest.mark.integration
-
-
-def key() -> str:
-    return uuid.uuid4().hex
-
-
-def payment_fields(order: dict[str, object], payment_id: str) -> dict[str, object]:
-    return {
-        "payment_id": payment_id,
-        "order_id": order["id"],
-        "pemda": order["pemda"],
-        "satker": order["satker"],
-        "provider_id": order["provider_id"],
-        "provider_name": order["provider_name"],
-        "method": "va",
-    }
 
 
 async def reserved_order(h: Harness, product_id: str = "p-kertas", provider: str = "prov-a") -> dict[str, object]:

@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import support
-from orders_harness import Harness, product
+from orders_harness import Harness, key, product
 
 pytestmark = [pytest.mark.integration, pytest.mark.parametrize("harness", [{"replicas": 2}], indirect=True)]
 
 FAR_FUTURE = datetime.now(UTC) + timedelta(days=365)
-
-
-def key() -> str:
-    return uuid.uuid4().hex
 
 
 async def reserved_orders(h: Harness, count: int) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import support
-from orders_harness import Harness
+from orders_harness import Harness, payment_fields
 
 from bejo_contracts.common import WIB
 from bejo_contracts.payments import InvoiceFigures, InvoiceIssued, PaymentSucceeded, SettlementCompleted
@@ -84,20 +84,8 @@ async def deliver(h: Harness, order_id: str, satker: str = "dinkes") -> dict[str
     return await h.order(order_id, h.auth("pp", "pp-ani", satker=satker))
 
 
-def payment(order: dict[str, Any], payment_id: str) -> dict[str, Any]:
-    return {
-        "payment_id": payment_id,
-        "order_id": order["id"],
-        "pemda": order["pemda"],
-        "satker": order["satker"],
-        "provider_id": order["provider_id"],
-        "provider_name": order["provider_name"],
-        "method": "va",
-    }
-
-
 async def pay(h: Harness, order: dict[str, Any], satker: str = "dinkes") -> None:
-    fields = payment(order, f"pay-{order['id']}")
+    fields = payment_fields(order, f"pay-{order['id']}")
     total = order["total"]
     invoice = InvoiceFigures(
         number="INV", base=total, ppn=total * 11 // 100, pph22=total // 200, total=total * 111 // 100, net_to_provider=0
@@ -265,7 +253,9 @@ async def test_money_without_a_bast_is_refused_and_listed_and_a_corrupt_order_is
     assert (await h.act(order_id, "accept", seller))[0] == 200
     assert (await h.act(order_id, "ship", seller, tracking_note="JNE 2"))[0] == 200
     # a payment for goods nobody signed a BAST for: the order refuses it (stays shipped)
-    paid = PaymentSucceeded(**payment(order, "pay-early"), amount=222_000, paid_at=datetime.now(UTC), reference="R")
+    paid = PaymentSucceeded(
+        **payment_fields(order, "pay-early"), amount=222_000, paid_at=datetime.now(UTC), reference="R"
+    )
     envelope = await h.publish(paid)
     await h.publish(paid, envelope_id=envelope.id)  # redelivered: still one attempt
 

@@ -7,14 +7,13 @@ API; stock is reserved and released by the catalog's consumers reacting to the o
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pytest
 import support
-from orders_harness import PEMDA, Harness, start_harness
+from orders_harness import PEMDA, Harness, key, start_harness
 
 from bejo_catalog.app import build as build_catalog
 from bejo_catalog.settings import CatalogSettings
@@ -87,10 +86,6 @@ async def saga(amqp_url: str, mongodb_url: str, unique: str, request: pytest.Fix
         start_harness(amqp_url, mongodb_url, unique, **getattr(request, "param", {})) as orders,
     ):
         yield Saga(orders=orders, catalog=running.url("catalog"))
-
-
-def key() -> str:
-    return uuid.uuid4().hex
 
 
 async def test_flash_sale_200_checkouts_for_10_units(saga: Saga) -> None:
