@@ -257,6 +257,15 @@ def price_flags(orders: list[Order], products: dict[str, ProductSnapshot | None]
             "provider_id": order.provider_id,
             "orders": [order],
         }
+        # The line's facts, as both price flags report them.
+        of_line: dict[str, Any] = {
+            "at": order.created_at,
+            "amount": amount,
+            "key": line.product_id,
+            "product_id": line.product_id,
+            "product_name": line.name,
+            "unit_price": line.unit_price,
+        }
         middle = medians.get(snapshot.category_id)
         if middle is not None and line.unit_price > s.price_factor * middle:
             outliers.append(
@@ -264,13 +273,8 @@ def price_flags(orders: list[Order], products: dict[str, ProductSnapshot | None]
                     "price_outlier",
                     s,
                     **common,
-                    at=order.created_at,
-                    amount=amount,
-                    key=line.product_id,
-                    product_id=line.product_id,
-                    product_name=line.name,
+                    **of_line,
                     category_id=snapshot.category_id,
-                    unit_price=line.unit_price,
                     category_median=middle,
                     ratio=round(line.unit_price / middle, 2),
                     category_lines=len(by_category[snapshot.category_id]),
@@ -282,12 +286,7 @@ def price_flags(orders: list[Order], products: dict[str, ProductSnapshot | None]
                     "above_het",
                     s,
                     **common,
-                    at=order.created_at,
-                    amount=amount,
-                    key=line.product_id,
-                    product_id=line.product_id,
-                    product_name=line.name,
-                    unit_price=line.unit_price,
+                    **of_line,
                     het=snapshot.het,
                     over_het=line.unit_price - snapshot.het,
                 )
