@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from bejo_contracts.pemda import covers
 from bejo_kit.auth import Principal
-from bejo_kit.errors import Forbidden, ValidationProblem
+from bejo_kit.errors import Forbidden
 from bejo_kit.mongo import Document, utcnow
-from bejo_kit.paging import decode_cursor, encode_cursor
+from bejo_kit.paging import encode_cursor
 
 from . import rules
+from .queries import cursor_position
 from .redflags import (
     INDICATORS,
     Found,
@@ -102,7 +103,7 @@ class RedFlags:
         ]
         wanted = [query.indicator] if query.indicator else list(INDICATORS)
         flags = sorted((f for i in wanted for f in found[i].flags), key=lambda f: (f.at, f.id), reverse=True)
-        if (position := _position(query.cursor)) is not None:
+        if (position := cursor_position(query.cursor, "next_cursor")) is not None:
             flags = [f for f in flags if (f.at, f.id) < position]
         page = flags[: query.limit]
         next_cursor = None
@@ -111,13 +112,3 @@ class RedFlags:
         return RedFlagList(
             items=page, next_cursor=next_cursor, summary=summary, orders_examined=len(orders), truncated=truncated
         )
-
-
-def _position(cursor: str | None) -> tuple[datetime, str] | None:
-    position = decode_cursor(cursor)
-    if position is None:
-        return None
-    try:
-        return datetime.fromisoformat(position["at"]), str(position["id"])
-    except (KeyError, TypeError, ValueError):
-        raise ValidationProblem.field("cursor", "malformed cursor; pass back next_cursor") from None

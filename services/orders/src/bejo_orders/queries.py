@@ -55,7 +55,7 @@ class Queries:
             provider_id=provider_id,
             status=query.status,
             created=rules.wib_day_bounds(query.from_, query.to),
-            after=_position(query.cursor, "a next_cursor"),
+            after=cursor_position(query.cursor, "a next_cursor"),
             limit=query.limit + 1,
         )
         page = orders[: query.limit]
@@ -122,7 +122,7 @@ class Queries:
         orders = await self.repo.recently_changed(
             ocds.PUBLISHED_STATUSES,
             within=query.pemda,
-            after=_position(query.cursor, "links.next"),
+            after=cursor_position(query.cursor, "links.next"),
             limit=query.limit + 1,
         )
         page = orders[: query.limit]
@@ -147,7 +147,7 @@ class Queries:
         )
 
 
-def _position(cursor: str | None, hint: str) -> tuple[datetime, str] | None:
+def cursor_position(cursor: str | None, hint: str) -> tuple[datetime, str] | None:
     """The (time, id) of the last row of the previous page, from an opaque cursor."""
     position = decode_cursor(cursor)
     if position is None:

@@ -148,6 +148,11 @@ def _flag(
     )
 
 
+def _about_order(order: Order) -> dict[str, Any]:
+    """Where a flag about one order belongs: its pemda, satker and provider."""
+    return {"pemda": order.pemda, "satker": order.satker, "provider_id": order.provider_id, "orders": [order]}
+
+
 def _caps_for(order: Order, caps: rules.Caps, s: RedFlagSettings) -> set[int]:
     method_cap = caps.kkpd if order.payment_method == "kkpd" else caps.va
     return {method_cap, s.toko_daring_cap}
@@ -251,12 +256,7 @@ def price_flags(orders: list[Order], products: dict[str, ProductSnapshot | None]
         if snapshot is None:
             continue
         amount = line.unit_price * line.quantity
-        common: dict[str, Any] = {
-            "pemda": order.pemda,
-            "satker": order.satker,
-            "provider_id": order.provider_id,
-            "orders": [order],
-        }
+        common = _about_order(order)
         # The line's facts, as both price flags report them.
         of_line: dict[str, Any] = {
             "at": order.created_at,
@@ -315,10 +315,7 @@ def separation_of_duties(orders: list[Order], s: RedFlagSettings) -> Found:
                     _flag(
                         "separation_of_duties",
                         s,
-                        pemda=order.pemda,
-                        satker=order.satker,
-                        provider_id=order.provider_id,
-                        orders=[order],
+                        **_about_order(order),
                         at=when[1],
                         amount=order.total,
                         key=step,
@@ -351,10 +348,7 @@ def out_of_sequence_money(orders: list[Order], s: RedFlagSettings) -> Found:
                 _flag(
                     "out_of_sequence_money",
                     s,
-                    pemda=order.pemda,
-                    satker=order.satker,
-                    provider_id=order.provider_id,
-                    orders=[order],
+                    **_about_order(order),
                     at=order.paid_at or order.updated_at,
                     amount=order.paid_amount or order.total,
                     problems=problems,
@@ -393,10 +387,7 @@ def off_hours_approvals(orders: list[Order], s: RedFlagSettings) -> Found:
                     _flag(
                         "off_hours_approval",
                         s,
-                        pemda=order.pemda,
-                        satker=order.satker,
-                        provider_id=order.provider_id,
-                        orders=[order],
+                        **_about_order(order),
                         at=when[1],
                         amount=order.total,
                         key=step,
